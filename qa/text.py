@@ -1,0 +1,73 @@
+"""Language-aware text helpers shared by indexing and querying: script detection,
+BM25 tokens (Snowball stem of the token's own script) and sentence spans."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from functools import lru_cache
+
+import Stemmer
+from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_RUSSIAN
+from razdel import sentenize
+
+from qa.types import Span
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_CYRILLIC = re.compile(r"[\u0400-\u04FF]")
+_LATIN = re.compile(r"[A-Za-z]")
+_STOP = frozenset(STOPWORDS_EN) | frozenset(w.replace("ё", "е") for w in STOPWORDS_RUSSIAN)
+
+
+def detect_lang(text: str) -> str:
+    """``ru`` when Cyrillic letters dominate, else ``en``.
+
+    Two languages with different scripts make a letter count exact enough; a
+    statistical detector would only add a model to load and errors on short questions.
+    """
+    cyr = len(_CYRILLIC.findall(text))
+    lat = len(_LATIN.findall(text))
+    return "ru" if cyr > lat else "en"
+
+
+@lru_cache(maxsize=2)
+def _stemmer(lang: str) -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("russian" if lang == "ru" else "english")
+
+
+@lru_cache(maxsize=200_000)
+def _stem(token: str) -> str:
+    # Each token is stemmed by the stemmer of its own script, so a Russian text that
+    # quotes an English name (and the other way round) still gets both stems right.
+    lang = "ru" if _CYRILLIC.search(token) else "en"
+    return _stemmer(lang).stemWord(token)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased, stop-word-free, stemmed word tokens for BM25."""
+    out = []
+    for m in _WORD.finditer(text.lower().replace("ё", "е")):
+        tok = m.group()
+        if tok in _STOP or (len(tok) == 1 and not tok.isdigit()):
+            continue
+        out.append(_stem(tok))
+    return out
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> Iterator[Span]:
+    """Sentence spans of ``text[start:end]`` in ``text`` coordinates.
+
+    Lines are split first (headings, list items and titles end without a full stop),
+    then razdel splits each line; razdel knows Russian and English abbreviations and
+    initials ("г.", "млн. долл.", "тыс. кв. м", "С.Собянин", "Mr.", "U.S.").
+    """
+    end = len(text) if end is None else end
+    pos = start
+    while pos < end:
+        nl = text.find("\n", pos, end)
+        line_end = end if nl < 0 else nl
+        line = text[pos:line_end]
+        for s in sentenize(line):
+            if s.text.strip():
+                yield Span(pos + s.start, pos + s.stop)
+        pos = line_end + 1

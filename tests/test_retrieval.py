@@ -1,0 +1,40 @@
+"""Retrieval on the tiny corpus: same language, inflections, and across languages."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.parametrize("mode", ["bm25", "dense", "fused"])
+def test_russian_inflection_finds_the_document(retriever, mode):
+    # the corpus says "технопарков"; the query uses the nominative singular
+    top = retriever.search("технопарк столица", 1, mode)[0]
+    assert top.chunk.doc_id == "moscow-technoparks"
+
+
+@pytest.mark.parametrize(
+    ("question", "doc_id"),
+    [
+        ("When was Technopark Alpha founded?", "alpha-technopark"),
+        ("Когда открыли технопарк «Бета»?", "moscow-technoparks"),
+        ("What does the Gamma cluster manufacture?", "gamma-cluster"),  # answer only in Russian
+        ("Сколько компаний работает в технопарке Alpha?", "alpha-technopark"),  # answer only in English
+    ],
+)
+def test_fused_finds_the_supporting_document(retriever, question, doc_id):
+    assert retriever.search(question, 1)[0].chunk.doc_id == doc_id
+
+
+def test_boilerplate_is_never_retrieved(retriever):
+    for q in ["cookies on your device", "Где встретить Новый год рестораны", "chamber music concert"]:
+        for p in retriever.search(q, 10):
+            assert "cookie" not in p.chunk.text.lower()
+            assert "рестораны" not in p.chunk.text
+            assert "chamber music" not in p.chunk.text
+
+
+def test_results_are_sorted_and_bounded(retriever):
+    res = retriever.search("technopark", 100)
+    assert len(res) == len(retriever.index.chunks)
+    assert [p.score for p in res] == sorted((p.score for p in res), reverse=True)
+    assert retriever.search("   ", 5) == []
