@@ -52,7 +52,7 @@ def _ensure_index(settings: Settings, encoder: Any) -> Any:
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    from qa.retrieval import FusionWeights, Retriever
+    from qa.retrieval import Retriever
 
     query = args.query.strip()
     if not query:
@@ -60,8 +60,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE
     encoder = _load_encoder(settings)
     index = _ensure_index(settings, encoder)
-    weights = FusionWeights(settings.bm25_weight_same, settings.bm25_weight_cross, settings.sentence_weight)
-    retriever = Retriever(index, encoder, weights, settings.candidates)
+    retriever = Retriever.from_settings(index, encoder, settings)
     passages = retriever.search(query, args.k, args.mode)
     if args.json:
         results = [

@@ -24,8 +24,9 @@ class Settings(BaseSettings):
     # Chosen by measurement on XQuAD dev (see eval/retrieval.md, "chunking").
     chunk_size: int = Field(default=1200, ge=100)
     chunk_overlap: int = Field(default=200, ge=0)
-    # Fusion: linear blend of max-normalized BM25 and dense cosine, one BM25 weight for
-    # chunks in the question's language and one for the other language (tuned on XQuAD dev).
+    # Fusion: linear blend of BM25 (divided by the query's own ceiling, see qa/retrieval.py)
+    # and dense cosine, one BM25 weight for chunks in the question's language and one for
+    # the other language (tuned on XQuAD dev).
     bm25_weight_same: float = Field(default=0.4, ge=0.0, le=1.0)
     bm25_weight_cross: float = Field(default=0.05, ge=0.0, le=1.0)
     # Dense score = (1 - w) * cos(question, chunk) + w * max cos(question, sentence of chunk).

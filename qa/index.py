@@ -206,9 +206,10 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         raise CorruptIndexError(f"{path} is damaged ({e}); rebuild with `qa build`") from e
 
 
-def load(directory: Path, verify: bool = True) -> IndexData:
-    """Load an index directory; with ``verify`` every file is checked against the manifest."""
-    manifest = read_manifest(directory)
+def load(directory: Path, verify: bool = True, manifest: dict[str, Any] | None = None) -> IndexData:
+    """Load an index directory; with ``verify`` every file is checked against the manifest
+    (``manifest``: already read by the caller)."""
+    manifest = manifest if manifest is not None else read_manifest(directory)
     files = manifest.get("files", {})
     for name in _FILES:
         if name not in files:
@@ -268,7 +269,7 @@ def open_index(settings: Settings, verify: bool = True) -> IndexData:
     manifest = read_manifest(directory)
     if reasons := staleness(manifest, settings):
         raise StaleIndexError("the index is stale: " + "; ".join(reasons) + " (run `qa build`)")
-    return load(directory, verify=verify)
+    return load(directory, verify=verify, manifest=manifest)
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from qa.config import Settings
 from qa.embedding import encode
 from qa.index import IndexData
 from qa.text import detect_lang, tokenize
@@ -27,10 +28,17 @@ MODES: tuple[Mode, ...] = ("fused", "bm25", "dense")
 
 @dataclass(frozen=True)
 class FusionWeights:
-    bm25_same: float = 0.4
-    bm25_cross: float = 0.05
-    sentence: float = 0.5
-    same_lang_bonus: float = 0.05
+    """The fusion knobs; their tuned defaults live in ``Settings`` only."""
+
+    bm25_same: float
+    bm25_cross: float
+    sentence: float
+    same_lang_bonus: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FusionWeights:
+        return cls(settings.bm25_weight_same, settings.bm25_weight_cross, settings.sentence_weight,
+                   settings.same_lang_bonus)
 
 
 class Retriever:
@@ -46,6 +54,10 @@ class Retriever:
         self._sent_lo = np.array([c.sent_lo for c in index.chunks], dtype=np.int64)
         self._sent_hi = np.array([c.sent_hi for c in index.chunks], dtype=np.int64)
         self._token_max = _token_max_scores(index.bm25)
+
+    @classmethod
+    def from_settings(cls, index: IndexData, encoder: Any, settings: Settings) -> Retriever:
+        return cls(index, encoder, FusionWeights.from_settings(settings), settings.candidates)
 
     def embed_query(self, query: str) -> np.ndarray:
         return encode(self.encoder, [query])[0]

@@ -52,7 +52,7 @@ def tiny_index(encoder, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def retriever(tiny_index, encoder):
-    from qa.retrieval import FusionWeights, Retriever
+    from qa.retrieval import Retriever
 
     index, s = tiny_index
-    return Retriever(index, encoder, FusionWeights(s.bm25_weight_same, s.bm25_weight_cross, s.sentence_weight))
+    return Retriever.from_settings(index, encoder, s)

