@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup build run test lint retrieval-report clean-index
+.PHONY: setup build run test lint eval-gate eval-report retrieval-report clean-index
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,16 @@ lint: setup
 test: setup lint
 	$(BIN)/python eval/check_eval_set.py > /dev/null
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory eval-gate
+
+# The project's eval set against eval/thresholds.json: fails when a metric drops.
+eval-gate: setup
+	$(BIN)/qa eval --dataset eval/technopolis.jsonl --gate eval/thresholds.json
+
+# Every eval set and benchmark setting with baselines -> eval/report.md, report.png,
+# metrics.json and per-question records in eval/records/ (about a minute).
+eval-report: setup
+	$(BIN)/qa eval --out eval --report
 
 retrieval-report: setup
 	$(BIN)/python -m qa.benchmark

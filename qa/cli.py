@@ -7,9 +7,12 @@ import argparse
 import json
 import os
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
-from qa.config import Settings
+from qa.config import PROJECT_ROOT, Settings
+from qa.datasets import SETTINGS_KINDS
 from qa.index import IndexUnusable, MissingIndexError, StaleIndexError, build_on_disk, open_index
 from qa.sources import SourceError
 
@@ -80,10 +83,78 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from qa.datasets import DatasetError, load_dataset
+    from qa.evaluation import check_thresholds, evaluate
+    from qa.sources import load_documents
+
+    if args.report and not args.out:
+        _err("--report needs --out DIR")
+        return EXIT_USAGE
+    paths = args.dataset or [PROJECT_ROOT / "eval" / "technopolis.jsonl", PROJECT_ROOT / "eval" / "xquad-dev"]
+    thresholds = None
+    if args.gate:
+        try:
+            thresholds = json.loads(args.gate.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            _err(f"cannot read thresholds {args.gate}: {e}")
+            return EXIT_USAGE
+    doc_langs = {d.doc_id: d.lang for d in load_documents(settings.sources_dir)}
+    try:
+        sets = [s for p in paths for s in load_dataset(p, doc_langs, tuple(args.setting or SETTINGS_KINDS))]
+    except DatasetError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    encoder = _load_encoder(settings)
+    out = args.out
+    results = evaluate(sets, settings, encoder, bundled=lambda: _ensure_index(settings, encoder), limit=args.limit,
+                       records_dir=out / "records" if out else None, progress=_progress)
+    report = {"generated": time.strftime("%Y-%m-%d %H:%M"), "settings": _eval_settings(settings),
+              "datasets": results}
+    if out:
+        from qa.report import write_report
+
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+        if args.report:
+            write_report(report, out)
+            _progress(f"wrote {out / 'report.md'} and {out / 'report.png'}")
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        from qa.report import summary_lines
+
+        print("\n".join(summary_lines(report)))
+    if thresholds is not None:
+        failures, checked = check_thresholds(results, thresholds)
+        if not checked:
+            _err(f"no threshold in {args.gate} applies to the datasets run")
+            return EXIT_FAILURE
+        for f in failures:
+            _err(f"below threshold: {f}")
+        if failures:
+            return EXIT_FAILURE
+        _progress(f"all {checked} thresholds met ({args.gate})")
+    return 0
+
+
+def _eval_settings(settings: Settings) -> dict[str, Any]:
+    keys = ("embedding_model", "chunk_size", "chunk_overlap", "bm25_weight_same", "bm25_weight_cross",
+            "sentence_weight", "same_lang_bonus", "answer_passages", "answerer", "abstain_threshold")
+    return {k: getattr(settings, k) for k in keys}
+
+
 def _positive(value: str) -> int:
     n = int(value)
     if not 1 <= n <= 100:
         raise argparse.ArgumentTypeError("must be between 1 and 100")
+    return n
+
+
+def _at_least_one(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
     return n
 
 
@@ -97,6 +168,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--k", type=_positive, default=5, help="number of passages (1-100, default 5)")
     s.add_argument("--mode", choices=["fused", "bm25", "dense"], default="fused")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    e = sub.add_parser("eval", help="run eval sets and benchmarks; print metrics")
+    e.add_argument("--dataset", type=Path, action="append",
+                   help="a .jsonl eval set, a SQuAD .json file or a folder of parallel ones (repeatable; "
+                        "default: eval/technopolis.jsonl and eval/xquad-dev)")
+    e.add_argument("--setting", choices=SETTINGS_KINDS, action="append",
+                   help="benchmark settings to run (repeatable; default all: same, cross, mixed)")
+    e.add_argument("--limit", type=_at_least_one, help="only the first N questions of each setting")
+    e.add_argument("--out", type=Path, help="write metrics.json and per-question records/ here")
+    e.add_argument("--report", action="store_true", help="also write report.md and report.png to --out")
+    e.add_argument("--gate", type=Path, help="thresholds JSON: exit 1 when a metric is below its minimum")
+    e.add_argument("--json", action="store_true", help="print one JSON object of metrics")
     return ap
 
 
@@ -109,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         _err(f"invalid settings: {e}")
         return EXIT_USAGE
-    commands = {"build": cmd_build, "search": cmd_search}
+    commands = {"build": cmd_build, "search": cmd_search, "eval": cmd_eval}
     try:
         return commands[args.command](args, settings)
     except (SourceError, IndexUnusable) as e:

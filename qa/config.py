@@ -37,3 +37,8 @@ class Settings(BaseSettings):
     # Candidates taken from each of FAISS (chunks), FAISS (sentences) and BM25 before exact fusion.
     candidates: int = Field(default=100, ge=1)
     top_k: int = Field(default=5, ge=1, le=100)
+    # The answer step reads this many top passages (and the eval harness ranks documents by them).
+    answer_passages: int = Field(default=10, ge=1, le=100)
+    answerer: str = "first-sentence"
+    # Below this confidence the answer is "not found in the sources".
+    abstain_threshold: float = Field(default=0.0, ge=0.0, le=1.0)

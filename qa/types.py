@@ -58,3 +58,54 @@ class Passage:
     score: float
     bm25: float
     dense: float
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A numbered pointer to ``source_text(doc_id)[start:end] == quote``."""
+
+    n: int
+    doc_id: str
+    title: str
+    url: str | None
+    lang: str
+    start: int
+    end: int
+    quote: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"n": self.n, "doc_id": self.doc_id, "title": self.title, "url": self.url, "lang": self.lang,
+                "start": self.start, "end": self.end, "quote": self.quote}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a question gets: a verbatim answer with citations, or an abstention.
+
+    ``passages`` is the retrieval ranking the answer was drawn from; it is kept for the
+    eval harness and the "see also" list, and is not part of the answer JSON.
+    """
+
+    question: str
+    lang: str
+    abstained: bool
+    answer: str | None
+    short_answer: str | None
+    confidence: float
+    citations: tuple[Citation, ...] = ()
+    message: str | None = None
+    see_also: tuple[Citation, ...] = ()
+    passages: tuple[Passage, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "question": self.question,
+            "lang": self.lang,
+            "abstained": self.abstained,
+            "answer": self.answer,
+            "short_answer": self.short_answer,
+            "confidence": round(self.confidence, 4),
+            "citations": [c.to_json() for c in self.citations],
+            "message": self.message,
+            "see_also": [c.to_json() for c in self.see_also],
+        }

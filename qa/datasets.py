@@ -1,0 +1,188 @@
+"""Eval data: the project's JSONL sets and SQuAD/XQuAD-format benchmarks, read into one
+shape (``EvalSet``: questions plus the corpus they are asked against).
+
+A JSONL set is asked against the bundled sources (``docs is None``). A SQuAD file's
+contexts become the corpus, one document per paragraph. Several SQuAD files with the
+same question ids (XQuAD's parallel languages) give three kinds of setting:
+``same`` (each language's questions against its own contexts), ``cross`` (questions of
+one language against the other language's contexts, gold answers taken from that
+language's version of the question) and ``mixed`` (every question against every
+language's contexts; either language's version of the gold paragraph counts).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from qa.text import detect_lang
+from qa.types import Document
+
+SETTINGS_KINDS = ("same", "cross", "mixed")
+
+
+class DatasetError(ValueError):
+    """An eval file cannot be read or does not follow its format."""
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    qid: str
+    question: str
+    lang: str
+    answers: tuple[str, ...]
+    doc_ids: tuple[str, ...]
+    answerable: bool
+    category: str | None
+    # Question language -> language of the supporting source(s): "en→ru"; "en→none" when unanswerable.
+    pair: str
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    dataset: str
+    setting: str
+    items: tuple[EvalItem, ...]
+    docs: tuple[Document, ...] | None = None  # None: the bundled sources
+
+
+def _pair(lang: str, doc_langs: list[str]) -> str:
+    if not doc_langs:
+        return f"{lang}→none"
+    return f"{lang}→{lang}" if lang in doc_langs else f"{lang}→{doc_langs[0]}"
+
+
+def load_jsonl(path: Path, doc_langs: dict[str, str]) -> EvalSet:
+    """Read the project's eval format (see DESIGN.md); ``doc_langs`` maps doc id -> language."""
+    items = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise DatasetError(f"cannot read {path}: {e}") from e
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            doc_ids = tuple(row.get("doc_ids", []))
+            unknown = [d for d in doc_ids if d not in doc_langs]
+            if unknown:
+                raise DatasetError(f"{path}:{n}: unknown doc_ids {unknown}")
+            answerable = bool(row["answerable"])
+            items.append(EvalItem(
+                qid=str(row["id"]), question=row["question"], lang=row["lang"], answers=tuple(row.get("answers", [])),
+                doc_ids=doc_ids, answerable=answerable, category=row.get("category"),
+                pair=_pair(row["lang"], [doc_langs[d] for d in doc_ids] if answerable else []),
+            ))
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise DatasetError(f"{path}:{n}: not a valid eval record ({e})") from e
+    if not items:
+        raise DatasetError(f"{path}: no questions")
+    return EvalSet(dataset=path.stem, setting="bundled sources", items=tuple(items))
+
+
+@dataclass(frozen=True)
+class SquadQuestion:
+    qid: str
+    question: str
+    answers: tuple[str, ...]
+    paragraph: str  # "<title>:<n>", shared by the parallel language versions
+
+
+@dataclass(frozen=True)
+class SquadFile:
+    lang: str
+    docs: tuple[Document, ...]
+    questions: tuple[SquadQuestion, ...]
+
+
+def paragraph_doc_id(lang: str, paragraph: str) -> str:
+    return f"{lang}:{paragraph}"
+
+
+def read_squad(path: Path, lang: str | None = None) -> SquadFile:
+    """Contexts become documents ``<lang>:<title>:<n>``; the language is read off the text
+    unless given (XQuAD names it in the file name: ``xquad.ru.json``)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))["data"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DatasetError(f"{path}: not a SQuAD-format file ({e})") from e
+    if lang is None:
+        sample = " ".join(p["context"] for a in data[:3] for p in a["paragraphs"][:2])
+        lang = detect_lang(sample)
+    docs, questions = [], []
+    for article in data:
+        title = article.get("title", "untitled")
+        for n, para in enumerate(article["paragraphs"]):
+            key = f"{title}:{n}"
+            docs.append(Document(doc_id=paragraph_doc_id(lang, key), text=para["context"], lang=lang, title=key))
+            for q in para["qas"]:
+                if q.get("is_impossible"):
+                    answers: tuple[str, ...] = ()
+                else:
+                    answers = tuple(dict.fromkeys(a["text"] for a in q.get("answers", [])))
+                questions.append(SquadQuestion(str(q["id"]), q["question"], answers, key))
+    return SquadFile(lang=lang, docs=tuple(docs), questions=tuple(questions))
+
+
+def _lang_from_name(path: Path) -> str | None:
+    # xquad.ru.json, squad.en.json: a two-letter part before the extension
+    parts = path.name.split(".")
+    return parts[-2] if len(parts) >= 3 and len(parts[-2]) == 2 else None
+
+
+def _items(questions: tuple[SquadQuestion, ...], q_lang: str, answers_by: list[dict[str, SquadQuestion]],
+           corpus_langs: list[str]) -> tuple[EvalItem, ...]:
+    out = []
+    for q in questions:
+        golds: list[str] = []
+        for versions in answers_by:
+            if q.qid in versions:
+                golds.extend(versions[q.qid].answers)
+        pair = f"{q_lang}→{'+'.join(corpus_langs)}"
+        out.append(EvalItem(
+            qid=f"{q_lang}:{q.qid}", question=q.question, lang=q_lang, answers=tuple(dict.fromkeys(golds)),
+            doc_ids=tuple(paragraph_doc_id(lang, q.paragraph) for lang in corpus_langs),
+            answerable=bool(golds), category=None, pair=pair if golds else f"{q_lang}→none",
+        ))
+    return tuple(out)
+
+
+def load_squad_group(paths: list[Path], kinds: tuple[str, ...] = SETTINGS_KINDS, name: str | None = None) -> list[EvalSet]:
+    """One or more SQuAD files, parallel by question id when there are several."""
+    files = [read_squad(p, _lang_from_name(p)) for p in sorted(paths)]
+    by_lang = {f.lang: f for f in files}
+    if len(by_lang) != len(files):
+        raise DatasetError(f"two files of the same language in {[str(p) for p in paths]}")
+    dataset = name or (paths[0].parent.name if len(paths) > 1 else paths[0].stem)
+    index = {f.lang: {q.qid: q for q in f.questions} for f in files}
+    sets = []
+    if "same" in kinds:
+        for f in files:
+            sets.append(EvalSet(dataset, f"{f.lang}→{f.lang}", _items(f.questions, f.lang, [index[f.lang]], [f.lang]), f.docs))
+    if len(files) > 1 and "cross" in kinds:
+        for fq in files:
+            for fc in files:
+                if fq.lang != fc.lang:
+                    items = _items(fq.questions, fq.lang, [index[fc.lang]], [fc.lang])
+                    sets.append(EvalSet(dataset, f"{fq.lang}→{fc.lang}", items, fc.docs))
+    if len(files) > 1 and "mixed" in kinds:
+        langs = [f.lang for f in files]
+        items = tuple(it for f in files for it in _items(f.questions, f.lang, list(index.values()), langs))
+        sets.append(EvalSet(dataset, "mixed", items, tuple(d for f in files for d in f.docs)))
+    return sets
+
+
+def load_dataset(path: Path, doc_langs: dict[str, str], kinds: tuple[str, ...] = SETTINGS_KINDS) -> list[EvalSet]:
+    """A ``.jsonl`` eval set, a SQuAD ``.json`` file, or a folder of parallel SQuAD files."""
+    if path.is_dir():
+        files = sorted(path.glob("*.json"))
+        if not files:
+            raise DatasetError(f"{path}: no SQuAD .json files in the folder")
+        return load_squad_group(files, kinds)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file")
+    if path.suffix == ".jsonl":
+        return [load_jsonl(path, doc_langs)]
+    return load_squad_group([path], kinds)
