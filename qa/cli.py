@@ -83,6 +83,51 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from qa.pipeline import QAService
+    from qa.questions import QuestionError, validate_question
+
+    try:
+        question = validate_question(args.question, settings.max_question_chars)
+        history = [validate_question(h, settings.max_question_chars) for h in args.history or []]
+    except QuestionError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    encoder = _load_encoder(settings)
+    service = QAService(_ensure_index(settings, encoder), encoder, settings)
+    answer = service.ask(question, history)
+    if args.json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False))
+        return 0
+    print(_render_answer(answer, color=sys.stdout.isatty()))
+    return 0
+
+
+def _render_answer(answer: Any, color: bool) -> str:
+    """Human-readable: the answer with the short answer in bold (terminal) and the sources."""
+    if answer.abstained:
+        lines = [answer.message or "", ""]
+        if answer.see_also:
+            lines.append("See also:" if answer.lang == "en" else "Смотрите также:")
+            lines += [f"  [{c.n}] {c.title} ({c.doc_id}, {c.start}-{c.end})" for c in answer.see_also]
+        return "\n".join(lines).rstrip()
+    text = " ".join(answer.answer.split())
+    short = " ".join(answer.short_answer.split()) if answer.short_answer else None
+    if short and color and short in text:
+        text = text.replace(short, f"\033[1;4m{short}\033[0m", 1)
+    lines = [text]
+    if short:
+        lines.append(("Short answer: " if answer.lang == "en" else "Краткий ответ: ") + short)
+    lines.append(f"confidence {answer.confidence:.2f}")
+    lines.append("")
+    lines.append("Sources:" if answer.lang == "en" else "Источники:")
+    for c in answer.citations:
+        lang_note = f", {c.lang}" if c.lang != answer.lang else ""
+        url = f" {c.url}" if c.url else ""
+        lines.append(f"  [{c.n}] {c.title} ({c.doc_id}, characters {c.start}-{c.end}{lang_note}){url}")
+    return "\n".join(lines)
+
+
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from qa.datasets import DatasetError, load_dataset
     from qa.evaluation import check_thresholds, evaluate
@@ -168,6 +213,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--k", type=_positive, default=5, help="number of passages (1-100, default 5)")
     s.add_argument("--mode", choices=["fused", "bm25", "dense"], default="fused")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    a = sub.add_parser("ask", help="answer a question from the sources, with citations")
+    a.add_argument("question")
+    a.add_argument("--history", action="append", metavar="EARLIER_QUESTION",
+                   help="an earlier question of the conversation, oldest first (repeatable), for follow-ups")
+    a.add_argument("--json", action="store_true", help="print one JSON object (the answer schema)")
     e = sub.add_parser("eval", help="run eval sets and benchmarks; print metrics")
     e.add_argument("--dataset", type=Path, action="append",
                    help="a .jsonl eval set, a SQuAD .json file or a folder of parallel ones (repeatable; "
@@ -191,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         _err(f"invalid settings: {e}")
         return EXIT_USAGE
-    commands = {"build": cmd_build, "search": cmd_search, "eval": cmd_eval}
+    commands = {"build": cmd_build, "search": cmd_search, "ask": cmd_ask, "eval": cmd_eval}
     try:
         return commands[args.command](args, settings)
     except (SourceError, IndexUnusable) as e:

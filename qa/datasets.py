@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from qa.questions import question_type
 from qa.text import detect_lang
 from qa.types import Document
 
@@ -144,7 +145,8 @@ def _items(questions: tuple[SquadQuestion, ...], q_lang: str, answers_by: list[d
         out.append(EvalItem(
             qid=f"{q_lang}:{q.qid}", question=q.question, lang=q_lang, answers=tuple(dict.fromkeys(golds)),
             doc_ids=tuple(paragraph_doc_id(lang, q.paragraph) for lang in corpus_langs),
-            answerable=bool(golds), category=None, pair=pair if golds else f"{q_lang}→none",
+            # benchmarks carry no categories: the type read off the question words stands in
+            answerable=bool(golds), category=question_type(q.question), pair=pair if golds else f"{q_lang}→none",
         ))
     return tuple(out)
 

@@ -78,6 +78,7 @@ def run_items(items: Iterable[EvalItem], service: QAService, system: System, thr
                 "citation": bool(first and first.doc_id in item.doc_ids and contains(first.quote, item.answers)),
             },
             "latency_ms": round(latency, 3),
+            "features": {k: round(v, 4) for k, v in ans.features.items()},
         })
     return records
 

@@ -1,19 +1,23 @@
 """Question -> Answer: retrieval, the answer step, abstention and citations.
 
-``QAService`` holds the loaded state (index, encoder, retriever) and is what the CLI,
-the server and the eval harness call; it is safe to share between threads.
+``QAService`` holds the loaded state (index, encoder, retriever, extractor) and is what
+the CLI, the server and the eval harness call; it is safe to share between threads.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from qa.answering import ANSWERERS, NOT_FOUND, Draft, citation
+from qa.answering import NOT_FOUND, Draft, Extractor, citation, first_sentence
 from qa.config import Settings
 from qa.index import IndexData
+from qa.questions import question_type, resolve_follow_up
 from qa.retrieval import Mode, Retriever
 from qa.text import detect_lang
 from qa.types import Answer, Citation, Passage
+
+ANSWERERS = ("extractive", "first-sentence")
 
 
 class QAService:
@@ -21,19 +25,31 @@ class QAService:
         self.index = index
         self.settings = settings
         self.retriever = Retriever.from_settings(index, encoder, settings)
+        self.extractor = Extractor(index)
 
-    def ask(self, question: str, *, mode: Mode = "fused", answerer: str | None = None,
+    def ask(self, question: str, history: Sequence[str] = (), *, mode: Mode = "fused", answerer: str | None = None,
             threshold: float | None = None) -> Answer:
-        """Answer ``question``; below ``threshold`` (default: Settings) it abstains."""
+        """Answer ``question`` (``history``: earlier questions, oldest first, for follow-ups);
+        below ``threshold`` (default: Settings) it abstains in the question's language."""
         question = question.strip()
         lang = detect_lang(question)
-        passages = self.retriever.search(question, self.settings.answer_passages, mode) if question else []
-        draft = ANSWERERS[answerer or self.settings.answerer](self.index, passages)
+        query = resolve_follow_up(question, list(history))
+        passages: list[Passage] = []
+        draft: Draft | None = None
+        if question:
+            qvec = self.retriever.embed_query(query)
+            passages = self.retriever.search(query, self.settings.answer_passages, mode, qvec=qvec if mode != "bm25" else None)
+            if (answerer or self.settings.answerer) == "first-sentence":
+                draft = first_sentence(self.index, passages)
+            else:
+                draft = self.extractor(self.index, passages, question=question, query=query,
+                                       qtype=question_type(question), lang=lang, qvec=qvec)
         limit = self.settings.abstain_threshold if threshold is None else threshold
         if draft is None or draft.confidence < limit:
             return Answer(question=question, lang=lang, abstained=True, answer=None, short_answer=None,
                           confidence=draft.confidence if draft else 0.0, message=NOT_FOUND[lang],
-                          see_also=self._see_also(passages), passages=tuple(passages))
+                          see_also=self._see_also(passages), passages=tuple(passages),
+                          candidate=self._answer(question, lang, draft, passages) if draft else None)
         return self._answer(question, lang, draft, passages)
 
     def _answer(self, question: str, lang: str, draft: Draft, passages: list[Passage]) -> Answer:
@@ -43,7 +59,8 @@ class QAService:
         if draft.short_start is not None and draft.short_end is not None:
             short = doc.text[draft.short_start:draft.short_end]
         return Answer(question=question, lang=lang, abstained=False, answer=cite.quote, short_answer=short,
-                      confidence=draft.confidence, citations=(cite,), passages=tuple(passages))
+                      confidence=draft.confidence, citations=(cite,), passages=tuple(passages),
+                      features=draft.features)
 
     def _see_also(self, passages: list[Passage], n: int = 3) -> tuple[Citation, ...]:
         out: list[Citation] = []

@@ -71,3 +71,17 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> Iterato
             if s.text.strip():
                 yield Span(pos + s.start, pos + s.stop)
         pos = line_end + 1
+
+
+def word_tokens(text: str) -> list[tuple[int, int, str | None]]:
+    """Word tokens of ``text`` as ``(start, end, stem)``; ``stem`` is None for stop words,
+    so question-to-sentence matching uses exactly the BM25 notion of a content word."""
+    out: list[tuple[int, int, str | None]] = []
+    lowered = text.lower().replace("ё", "е")
+    if len(lowered) != len(text):  # a few letters lower-case to two characters ("İ"): keep offsets exact
+        lowered = "".join(ch.lower() if len(ch.lower()) == 1 else ch for ch in text).replace("ё", "е")
+    for m in _WORD.finditer(lowered):
+        tok = m.group()
+        stop = tok in _STOP or (len(tok) == 1 and not tok.isdigit())
+        out.append((m.start(), m.end(), None if stop else _stem(tok)))
+    return out

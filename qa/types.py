@@ -6,7 +6,7 @@ All offsets are Python string offsets into the source file's text exactly as sto
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,10 @@ class Answer:
     message: str | None = None
     see_also: tuple[Citation, ...] = ()
     passages: tuple[Passage, ...] = ()
+    # Kept out of the JSON: the answer that was withheld (for the eval's threshold curve)
+    # and what its confidence was computed from.
+    candidate: Answer | None = field(default=None, repr=False)
+    features: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
 
     def to_json(self) -> dict[str, object]:
         return {

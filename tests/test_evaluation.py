@@ -72,7 +72,7 @@ def test_qa_eval_json_records_report_and_gate(monkeypatch, settings, tmp_path, c
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
     runs = report["datasets"]["tiny-eval"]["bundled sources"]
-    assert set(runs) == {"fused", "bm25", "dense"}
+    assert set(runs) == {"fused", "bm25", "dense", "first-sentence"}
     m = runs["fused"]
     for key in ("retrieval", "answers", "abstention", "latency_ms", "by_lang", "by_pair", "by_category", "coverage_curve"):
         assert key in m

@@ -1,0 +1,119 @@
+"""What a question asks for, read off its question words (EN and RU), and how a short
+follow-up borrows the topic of the previous turn.
+
+Rules, not a model: the question words of both languages are a closed, small set,
+and a rule that misfires is easy to see and fix; a classifier would need labelled
+questions we do not have.
+"""
+
+from __future__ import annotations
+
+import re
+
+from qa.text import tokenize
+
+TYPES = ("date", "amount", "number", "person", "organisation", "place", "why_how", "list", "other")
+
+_F = re.IGNORECASE | re.UNICODE
+# Order matters: the first matching type wins ("how many" before "how", "how much money" before "how much").
+_PERSON_EN = (r"person|people|man|woman|scientist|director|head|leader|president|mayor|minister|author|official|founder"
+              r"|chief|premier|member|chairman|ceo|governor|engineer|architect|artist|king|queen|emperor|pope|officer"
+              r"|player|singer|actor|writer|poet|composer|physicist|chemist|politician|entrepreneur|businessman")
+_ORG_EN = (r"company|companies|organi[sz]ations?|firms?|enterprises?|institutions?|universit(y|ies)|agency|agencies"
+           r"|department|bank|fund|team|club|corporation|manufacturers?|residents?|technoparks?|operator|body|bodies"
+           r"|group|museum|legislature|ministry|committee|council|party|school|college|newspaper|network|brand"
+           r"|holding|investors?|developer|producer|government|authority|authorities|administration")
+_PERSON_RU = r"министр|мэр|глав|руководител|директор|президент|премьер|заместител|вице|председател|основател|губернатор"
+_ORG_RU = (r"компани|организаци|предприяти|фирм|учреждени|вуз|университет|банк|фонд|резидент|технопарк|производител"
+           r"|ведомств|департамент|оператор|структур|площадк|кластер|центр|музе|завод|орган|инвестор|холдинг|госкорпораци")
+# Order matters: the first matching type wins ("how many" before "how", "which city body" is an organisation).
+_RULES: list[tuple[str, re.Pattern[str]]] = [
+    ("date", re.compile(
+        r"^\s*(and\s+)?when\b|\bsince when\b|\b(what|which)\s+(year|years|date|month|day|decade|century)\b"
+        r"|\bin\s+(what|which)\s+(year|month|decade|century)\b|\bhow long ago\b|\bwhat (is|was) the date\b"
+        r"|^\s*(а\s+|и\s+)?когда\b|\bв\s+как(ом|ой|ие)\s+(году|месяце|день|годы|сроки|период)\b|\bкакого\s+(числа|года)\b"
+        r"|\bс\s+какого\s+(года|времени|момента)\b|\b(к|до)\s+какому?\s+(году|сроку)\b|\bкакой\s+датой\b"
+        r"|\bкакого\s+года\b|\bв\s+каком\s+году\b", _F)),
+    ("amount", re.compile(
+        r"\bhow much (money|did|does|do|will|was|is|were)\b|\b(what|which)\s+(percentage|percent|share|proportion|amount|sum"
+        r"|price|cost|revenue|budget|investment|investments|turnover|fee|loan)\b|\bhow expensive\b"
+        r"|\bhow much\b(?!.*\b(space|area|land|room))"
+        r"|\bсколько\s+(стоит|стоил[аио]?|денег|средств|рубл\w*|доллар\w*|процент\w*|инвестиц\w*|вложил\w*|потрат\w*)"
+        r"|\bна\s+сколько\s+процент|\bкак(ой|ая|ую|ова|ов)\s+(процент|доля|долю|объ[её]м\w*|сумм\w+|стоимость|выручк\w+"
+        r"|бюджет|размер\s+инвестиц\w*)|\bво\s+сколько\s+(обош|оцен)", _F)),
+    ("number", re.compile(
+        r"\bhow many\b|\bhow much\b|\bhow (big|large|long|tall|far|old|high|wide|deep|fast)\b|\b(what|which)\s+(is\s+|was\s+)?"
+        r"(the\s+)?(number|size|area|population|length|height|distance|capacity|floor space)\b"
+        r"|\bсколько\b|\bкако(е|го)\s+(число|количество)\b|\bкаков[аоы]?\s+(площадь|мощность|число|количество|размер|длина)\b"
+        r"|\bкакой\s+площад", _F)),
+    ("person", re.compile(
+        rf"^\s*(and\s+)?(who|whom|whose)\b|\b(what|which)\s+([\w-]+\s+){{0,2}}({_PERSON_EN})\b|\bwho\b"
+        rf"|^\s*(а\s+|и\s+)?(кто|кого|кому|кем|чей|чья|чьё|чье|чьи)\b|\bкто\b"
+        rf"|\bкак(ой|ая|ие|ого|ому)\s+(\w+\s+)?({_PERSON_RU})", _F)),
+    ("organisation", re.compile(
+        rf"\b(what|which)\s+([\w-]+\s+){{0,2}}({_ORG_EN})\b"
+        rf"|\bкак(ая|ие|ой|ую|им|ого|ое|ом|их)\s+(\w+\s+){{0,2}}({_ORG_RU})", _F)),
+    ("place", re.compile(
+        r"^\s*(and\s+)?where\b|\b(what|which)\s+(city|country|district|region|place|area|location|town|state|street"
+        r"|continent|part of)\b"
+        r"|^\s*(а\s+|и\s+)?(где|куда|откуда)\b|\bв\s+как(ом|ой|их)\s+(город\w*|район\w*|стран\w*|регион\w*|округ\w*|месте)\b"
+        r"|\bв\s+какой\s+части\b", _F)),
+    # "Как называется …?" / "Как звали …?" ask for a name, not a manner
+    ("other", re.compile(r"^\s*(а\s+|и\s+)?как\s+(называ\w*|зовут|звали|именуют\w*|назвал\w*)\b", _F)),
+    ("why_how", re.compile(
+        r"^\s*(and\s+)?(why|how)\b|\bfor what (purpose|reason)\b|\bwhat (is|was|were) the (reason|purpose|cause)\b"
+        r"|^\s*(а\s+|и\s+)?(почему|зачем|как|каким образом|для чего|за сч[её]т чего|благодаря чему)\b", _F)),
+    ("list", re.compile(r"\b(list|name the|what are the main)\b|\bперечисл\w*|\bкакие\b", _F)),
+]
+
+
+def question_type(question: str) -> str:
+    """One of ``TYPES``: what kind of span would answer ``question``."""
+    for name, pattern in _RULES:
+        if pattern.search(question):
+            return name
+    return "other"
+
+
+# A follow-up is short and leans on the previous turn: a pronoun or an opening "and".
+_FOLLOW_UP = re.compile(
+    r"^\s*(and|also|what about|how about)\b|\b(it|its|they|their|them|there|he|she|his|her|this|that)\b"
+    r"|^\s*(а|и|ещё|еще)\b|\b(его|её|ее|их|он|она|оно|они|там|этот|эта|это|этой|этого|этом|ним|ней|нем|нём)\b", _F)
+
+
+def resolve_follow_up(question: str, history: list[str]) -> str:
+    """The question to retrieve with: a short follow-up ("And when was it founded?")
+    gets the content words of the most recent previous question appended, so retrieval
+    finds the same topic; a question that stands on its own is returned unchanged.
+
+    Appending is language-agnostic (the encoder is multilingual and BM25 sees both
+    scripts), and the answer is still extracted for the new question's own words.
+    """
+    if not history:
+        return question
+    own = tokenize(question)
+    if len(own) > 4 or not _FOLLOW_UP.search(question):
+        return question
+    previous = next((h for h in reversed(history) if h.strip()), "")
+    if not previous:
+        return question
+    return f"{question} {previous}"
+
+
+class QuestionError(ValueError):
+    """A question that cannot be asked as it is (empty, too long, control characters)."""
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def validate_question(text: str, max_chars: int) -> str:
+    """The question with surrounding whitespace removed, or ``QuestionError`` saying why not."""
+    if _CONTROL.search(text):
+        raise QuestionError("the question contains control characters")
+    q = text.strip()
+    if not q:
+        raise QuestionError("the question is empty")
+    if len(q) > max_chars:
+        raise QuestionError(f"the question is too long ({len(q)} characters, at most {max_chars})")
+    return q

@@ -1,0 +1,165 @@
+"""Short-answer candidates inside a sentence: dates, numbers with their units, amounts,
+names, quoted titles, and (for questions of no particular type) the phrase next to
+the words the sentence shares with the question.
+
+Regular expressions for both languages rather than an NER model: none that covers
+Russian installs with its weights here, and the shapes asked about (years, "175 тыс.
+кв. м", "500 млн. долл.", "С.Собянин", «Технополис») are regular enough.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_F = re.IGNORECASE | re.UNICODE
+
+_MONTH_EN = (r"(?:January|February|March|April|May|June|July|August|September|October|November|December"
+             r"|Jan\.|Feb\.|Mar\.|Apr\.|Aug\.|Sept?\.|Oct\.|Nov\.|Dec\.)")
+_MONTH_RU = r"(?:январ|феврал|март|апрел|ма[йяе]|июн|июл|август|сентябр|октябр|ноябр|декабр)[а-яё]*"
+_MONTH = rf"(?:{_MONTH_EN}|{_MONTH_RU})"
+_YEAR = r"(?:1[0-9]\d\d|20\d\d)"
+_YEAR_RU = r"(?:\s*(?:года|году|годом|год|гг?\.|г\.))"
+_SEASON = (r"(?:early|late|mid-?|spring|summer|autumn|fall|winter|the end of|the beginning of|the middle of"
+           r"|начал[ео]|конц[еа]|середин[еау]|весн[оеу]й?|летом|осень[юи]?|зим[оеу]й?)")
+
+DATE = re.compile(
+    rf"\b\d{{1,2}}(?:\s*[-–—]\s*\d{{1,2}})?\s+{_MONTH}(?:,?\s+{_YEAR}{_YEAR_RU}?)?"
+    rf"|\b{_MONTH_EN}\s+\d{{1,2}}(?!\d)(?:st|nd|rd|th)?(?:,\s*{_YEAR})?"
+    rf"|\b(?:{_SEASON}\s+(?:of\s+)?)?{_MONTH}\s+(?:of\s+)?{_YEAR}{_YEAR_RU}?"
+    rf"|\b\d{{1,2}}\.\d{{1,2}}\.{_YEAR}|\b{_YEAR}-\d\d-\d\d\b"
+    rf"|\b(?:{_SEASON}\s+(?:of\s+)?)?{_YEAR}(?:\s*[-–—]\s*(?:{_YEAR}|\d\d))?(?:s\b)?{_YEAR_RU}?"
+    rf"|\b\d{{1,2}}(?:st|nd|rd|th)\s+century|\b[IVXL]+\s+век[а-я]*|\b\d{{1,2}}(?:-?м|-?го)?\s+век[а-я]*",
+    _F,
+)
+
+_SCALE = (r"(?:thousand|million|billion|trillion|тыс\.?|млн\.?|млрд\.?|трлн\.?|тысяч[а-я]*|миллион[а-я]*"
+          r"|миллиард[а-я]*|триллион[а-я]*)")
+_CURRENCY = (r"(?:rubles|roubles|rub\.?|RUB|USD|US\$|\$|€|£|euros?|dollars?|pounds|руб\.?|рубл[а-я]*|долл\.?|доллар[а-я]*"
+             r"|евро|₽)")
+_PERCENT = r"(?:%|percent|per cent|процент[а-я]*|п\.\s?п\.)"
+_UNIT = (r"(?:square (?:meters|metres|kilometers|kilometres|feet|miles)|sq\.?\s?(?:meters|metres|km|ft|m)\.?|km2|m2|км2|м2"
+         r"|kilometers|kilometres|km|meters|metres|miles|feet|hectares|ha\b|tons|tonnes|kg|MW|GW"
+         r"|кв\.?\s?(?:м|км)\.?|квадратных\s+(?:метров|километров)|гектар[а-я]*|га\b|км|метр[а-я]*|тонн[а-я]*|МВт|ГВт"
+         r"|times|раза?)")
+_NUMWORD = (r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty"
+            r"|hundred|dozens?|одн[аоиу]|дв[ау]|двух|тр[иеё]|тр[её]х|четыр[а-я]+|пят[ьи]|шест[ьи]|сем[ьи]|восем[ьи]|девят[ьи]"
+            r"|десят[ьи]|двадцат[ьи]|тридцат[ьи]|сорок[а]?|пятьдесят|сто)")
+_NUM = r"(?:\d{1,3}(?:[ \u00a0\u202f,]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?)"
+
+NUMBER = re.compile(
+    rf"(?:{_CURRENCY}\s?)?(?:(?:about|around|over|more than|less than|almost|nearly|up to|около|более|свыше|почти|до)\s+)?"
+    rf"(?<![\w.]){_NUM}(?:\s*[-–—]\s*{_NUM})?(?:\s*{_SCALE})?(?:\s*{_UNIT})?(?:\s*{_CURRENCY})?(?:\s*{_PERCENT})?"
+    rf"|\b{_NUMWORD}\b(?:\s+{_SCALE})?",
+    _F,
+)
+AMOUNT_MARK = re.compile(rf"{_CURRENCY}|{_PERCENT}", _F)
+
+# Names: capitalised words (Latin or Cyrillic), initials, short linking words; quoted titles.
+_CAP = r"[A-ZА-ЯЁ][\w'’\-]*"
+NAME = re.compile(
+    rf"(?:[A-ZА-ЯЁ]\.\s?){{1,2}}{_CAP}"
+    rf"|{_CAP}(?:\s+(?:(?:of|de|da|van|von|der|and|&|the|for)\s+)?{_CAP}){{0,5}}",
+    re.UNICODE,
+)
+QUOTED = re.compile(r"«[^«»]{1,80}»|“[^“”]{1,80}”|\"[^\"]{1,80}\"|„[^„“]{1,80}“")
+# a quoted title with the capitalised word before it: ОЭЗ «Технополис Москва», компания «Микрон»
+NAMED = re.compile(rf"(?:{_CAP}\s+)?(?:[a-zа-яё]+\s+)?(?:«[^«»]{{1,80}}»|\"[^\"]{{1,80}}\")", re.UNICODE)
+
+_EDGE_STOP = frozenset((
+    "the a an of in on at to for by with and or as is was were are be been its their his her this that "
+    "which who в во на с со к ко по о об от до из за для и или а но что как это его ее её их который "
+    "которая которые "
+).split())
+_NOT_NAMES = frozenset((
+    "the a an in on at it this that these those he she they we i by for of and but if as after before "
+    "during since mr mrs ms dr when where while there here its their his her our january february march "
+    "april may june july august september october november december в на с по о и а но это он она они "
+    "его её их по после до во при для от из к "
+).split())
+
+
+@dataclass(frozen=True)
+class Candidate:
+    start: int  # offsets into the sentence text
+    end: int
+    kind: str
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    """Strip spaces and punctuation at the edges (keeping closing quotes and %)."""
+    while start < end and (text[start].isspace() or text[start] in ",.;:—–-("):
+        start += 1
+    while end > start and (text[end - 1].isspace() or text[end - 1] in ",.;:—–-)"):
+        # keep the dot of an abbreviation ("млн. долл., …", "sq. m. of …"), but not a full stop
+        # that ends the sentence ("… 175 тыс. кв. м." at the end, or before a capital)
+        if (text[end - 1] == "." and re.search(r"\b(?:[a-zа-яё]{1,4}|[A-ZА-ЯЁ])\.$", text[start:end], re.UNICODE)
+                and re.match(r"\s*[,;:)]|\s+[a-zа-яё\d]", text[end:])):
+            break
+        end -= 1
+    return start, end
+
+
+def typed_candidates(text: str, qtype: str) -> list[Candidate]:
+    """Spans of ``text`` of the shape a ``qtype`` question asks for."""
+    out: list[Candidate] = []
+    if qtype == "date":
+        out = [Candidate(*_trim(text, m.start(), m.end()), "date") for m in DATE.finditer(text)]
+    elif qtype in ("number", "amount"):
+        dates = [(m.start(), m.end()) for m in DATE.finditer(text) if re.search(r"[^\d\s]", m.group())]
+        for m in NUMBER.finditer(text):
+            if not m.group().strip():
+                continue
+            a, b = _trim(text, m.start(), m.end())
+            # a bare year is a date, not a quantity; a number inside a date ("4 December") too
+            if re.fullmatch(_YEAR, text[a:b]) or any(x <= a and b <= y for x, y in dates):
+                continue
+            kind = "amount" if AMOUNT_MARK.search(text[a:b]) else "number"
+            out.append(Candidate(a, b, kind))
+        if qtype == "amount" and any(c.kind == "amount" for c in out):
+            out = [c for c in out if c.kind == "amount"]
+    elif qtype in ("person", "organisation", "place"):
+        spans: list[tuple[int, int]] = []
+        if qtype == "organisation":
+            spans += [(m.start(), m.end()) for m in NAMED.finditer(text)]
+        for m in NAME.finditer(text):
+            a, b = m.start(), m.end()
+            words = text[a:b].split()
+            while words and words[0].lower() in _NOT_NAMES:
+                a = text.index(words[1], a + len(words[0])) if len(words) > 1 else b
+                words = words[1:]
+            if not words or DATE.fullmatch(text[a:b]):
+                continue
+            spans.append((a, b))
+        spans += [(m.start(), m.end()) for m in QUOTED.finditer(text)]
+        out = [Candidate(*_trim(text, a, b), qtype) for a, b in spans]
+    return [c for c in out if c.end > c.start]
+
+
+def phrase_candidates(text: str, tokens: list[tuple[int, int, str | None]], matched: set[int]) -> list[Candidate]:
+    """Phrases of words the question does not contain, cut at punctuation and at the
+    question's own words: in extractive QA the answer is usually such a phrase right
+    next to the words the sentence shares with the question."""
+    out: list[Candidate] = []
+    run: list[int] = []
+
+    def flush() -> None:
+        if not run:
+            return
+        idx = list(run)
+        while idx and text[tokens[idx[0]][0]:tokens[idx[0]][1]].lower() in _EDGE_STOP:
+            idx.pop(0)
+        while idx and text[tokens[idx[-1]][0]:tokens[idx[-1]][1]].lower() in _EDGE_STOP:
+            idx.pop()
+        if idx:
+            out.append(Candidate(tokens[idx[0]][0], tokens[idx[-1]][1], "phrase"))
+        run.clear()
+
+    for i, (a, _b, _stem) in enumerate(tokens):
+        gap = text[tokens[i - 1][1]:a] if i else ""
+        if i in matched or re.search(r"[,;:()«»\"“”—–]|\s-\s", gap):
+            flush()
+        if i not in matched:
+            run.append(i)
+    flush()
+    return out

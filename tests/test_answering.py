@@ -1,0 +1,160 @@
+"""The answer step: the DESIGN.md invariants on many generated questions, question types,
+short answers, abstention in the question's language, follow-ups and ``qa ask``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from qa import cli
+from qa.pipeline import QAService
+from qa.questions import QuestionError, question_type, resolve_follow_up, validate_question
+from qa.spans import typed_candidates
+from tests.test_cli import _env
+
+
+@pytest.fixture(scope="session")
+def service(tiny_index, encoder):
+    index, s = tiny_index
+    return QAService(index, encoder, s)
+
+
+def check_invariants(answer, service) -> None:
+    """DESIGN.md: quotes are the source file's text at [start:end]; the answer is inside
+    the first quote; the short answer inside the answer; abstention has no answer."""
+    data = answer.to_json()
+    for c in data["citations"] + data["see_also"]:
+        source = (service.settings.sources_dir / f"{c['doc_id']}.txt").read_text(encoding="utf-8")
+        assert source[c["start"]:c["end"]] == c["quote"]
+    if data["abstained"]:
+        assert data["answer"] is None and data["short_answer"] is None and data["message"]
+    else:
+        assert data["answer"] and data["answer"] in data["citations"][0]["quote"]
+        if data["short_answer"] is not None:
+            assert data["short_answer"] in data["answer"]
+    assert 0.0 <= data["confidence"] <= 1.0
+    assert data["lang"] in ("en", "ru")
+
+
+WORDS = ["when", "who", "how many", "where", "why", "what", "Technopark", "Alpha", "founded", "companies", "jobs",
+         "robotics", "когда", "сколько", "кто", "где", "технопарк", "Бета", "фотоники", "аккумуляторы", "инженеров",
+         "2018", "Moscow", "Собянин", "cookies", "concert", "<script>", "«", "»", "?", "!", "—", "1 000", "млн"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(WORDS), min_size=1, max_size=8), st.sampled_from([None, 0.0, 0.5, 1.0]))
+def test_invariants_hold_for_generated_questions(service, words, threshold):
+    answer = service.ask(" ".join(words), threshold=threshold)
+    check_invariants(answer, service)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(min_size=1, max_size=60))
+def test_invariants_hold_for_arbitrary_text(service, text):
+    check_invariants(service.ask(text), service)
+
+
+def test_english_question_gets_the_sentence_and_a_date(service):
+    a = service.ask("When was Technopark Alpha founded?", threshold=0.0)
+    assert not a.abstained
+    assert "founded in March 2012" in a.answer
+    assert a.short_answer == "March 2012"
+    assert a.citations[0].doc_id == "alpha-technopark" and a.citations[0].lang == "en"
+
+
+def test_russian_question_gets_a_number_with_its_unit(service):
+    a = service.ask("Какова площадь промышленного корпуса?", threshold=0.0)
+    assert a.citations[0].doc_id == "moscow-technoparks"
+    assert a.short_answer == "175 тыс. кв. м"
+
+
+def test_cross_lingual_answer_is_marked_with_its_language(service):
+    a = service.ask("How many engineers work at the Gamma cluster?", threshold=0.0)
+    assert a.citations[0].doc_id == "gamma-cluster" and a.citations[0].lang == "ru" and a.lang == "en"
+    assert a.short_answer == "320"
+
+
+def test_abstention_speaks_the_question_language(service):
+    en = service.ask("Who won the football world cup?", threshold=1.0)
+    ru = service.ask("Кто выиграл чемпионат мира по футболу?", threshold=1.0)
+    assert en.abstained and ru.abstained
+    assert en.message.startswith("I could not find") and "источниках" in ru.message
+    assert en.see_also and all(c.doc_id for c in en.see_also)
+
+
+def test_boilerplate_is_never_an_answer(service):
+    for q in ("What do you agree to when you continue to use the website?", "Где встретить Новый год?"):
+        a = service.ask(q, threshold=0.0)
+        assert "cookies" not in (a.answer or "") and "Новый год" not in (a.answer or "")
+
+
+def test_follow_up_borrows_the_previous_topic(service):
+    assert resolve_follow_up("When was it founded?", []) == "When was it founded?"
+    assert resolve_follow_up("Where is Technopark Alpha located in Moscow today?", ["x"]).endswith("today?")
+    q = resolve_follow_up("And when was it founded?", ["What does Technopark Alpha do?"])
+    assert "Alpha" in q
+    a = service.ask("А когда его открыли?", ["Что за лаборатория работает в технопарке «Бета»?"], threshold=0.0)
+    assert a.short_answer == "ноябре 2018 года"
+
+
+@pytest.mark.parametrize(("question", "qtype"), [
+    ("When was Technopolis founded?", "date"),
+    ("In what year did the plant close?", "date"),
+    ("В каком году основан технопарк?", "date"),
+    ("How many residents are there?", "number"),
+    ("Сколько компаний работает?", "number"),
+    ("How much did the residents invest?", "amount"),
+    ("Какую долю занимают резиденты?", "amount"),
+    ("Who opened the centre?", "person"),
+    ("Кто открыл центр?", "person"),
+    ("Which company makes lithography machines?", "organisation"),
+    ("Какая компания выпускает аккумуляторы?", "organisation"),
+    ("Where is Technopolis?", "place"),
+    ("Где находится технополис?", "place"),
+    ("Why did the factory close?", "why_how"),
+    ("Почему завод закрылся?", "why_how"),
+    ("Как называется технопарк?", "other"),
+    ("What does NeoPhotonics produce?", "other"),
+])
+def test_question_types(question, qtype):
+    assert question_type(question) == qtype
+
+
+def test_typed_candidates_in_both_languages():
+    text = "В 2015 г. резиденты вложили около 500 млн. долл., площадь 175 тыс. кв. м; by 4 December 2019, 30,000 sq. meters."
+    numbers = [text[c.start:c.end] for c in typed_candidates(text, "number")]
+    assert "175 тыс. кв. м" in numbers and "30,000 sq. meters" in numbers and "2015" not in numbers
+    assert [text[c.start:c.end] for c in typed_candidates(text, "amount")] == ["около 500 млн. долл."]
+    assert [text[c.start:c.end] for c in typed_candidates(text, "date")] == ["2015 г.", "4 December 2019"]
+    said = "По словам С.Собянина, Mr. Petrov прибыл."
+    names = [said[c.start:c.end] for c in typed_candidates(said, "person")]
+    assert "С.Собянина" in names and "Petrov" in names
+
+
+def test_question_validation():
+    assert validate_question("  When?  ", 100) == "When?"
+    for bad in ("", "   ", "a\x00b", "x" * 101):
+        with pytest.raises(QuestionError):
+            validate_question(bad, 100)
+
+
+def test_qa_ask_json_and_text(monkeypatch, settings, capsys):
+    _env(monkeypatch, settings)
+    monkeypatch.setenv("QA_ABSTAIN_THRESHOLD", "0")
+    assert cli.main(["ask", "When was Technopark Alpha founded?", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) >= {"question", "lang", "abstained", "answer", "short_answer", "confidence", "citations"}
+    assert data["short_answer"] == "March 2012"
+    assert cli.main(["ask", "Когда открыт технопарк «Бета»?"]) == 0
+    out = capsys.readouterr().out
+    assert "Краткий ответ: ноябре 2018 года" in out and "Источники:" in out and "moscow-technoparks" in out
+    monkeypatch.setenv("QA_ABSTAIN_THRESHOLD", "1")
+    assert cli.main(["ask", "Кто выиграл чемпионат мира?"]) == 0
+    assert "В моих источниках нет ответа" in capsys.readouterr().out
+    assert cli.main(["ask", "  "]) == 2
+    assert "empty" in capsys.readouterr().err
+    assert cli.main(["ask", "x" * 1001]) == 2
+    assert "too long" in capsys.readouterr().err
