@@ -115,7 +115,7 @@
       startersLabel: 'Примеры вопросов',
       logLabel: 'Разговор',
       inputLabel: 'Ваш вопрос',
-      placeholder: 'Спросите о Технополисе «Москва»…',
+      placeholder: 'Спросите о Технополисе…',
       send: 'Отправить',
       typing: 'Ищу в источниках…',
       you: 'Вы',
@@ -446,8 +446,9 @@
   panel.appendChild(body);
   panel.appendChild(form);
 
-  root.appendChild(panel);
+  // The toggle comes first so that Tab moves from it into the panel it opens.
   root.appendChild(launcher);
+  root.appendChild(panel);
 
   // ---------------------------------------------------------------- language
 
