@@ -68,7 +68,7 @@ TYPED = frozenset({"date", "number", "amount", "person", "organisation", "place"
 # Types whose shape a regular expression recognises reliably (names are any capitalised word).
 SHAPED = frozenset({"date", "number", "amount"})
 SHORT = TYPED | {"other"}
-FEATURES = ("dense", "lexical", "passage", "typed", "shaped", "same_lang", "heading")
+FEATURES = ("dense", "lexical", "passage", "typed", "shaped", "same_lang", "heading", "window", "length")
 _LIST_ITEM = re.compile(r"\s*(?:[-•*–]|\d+[.)])\s")
 
 
@@ -78,12 +78,14 @@ class AnswerWeights:
     ``python -m qa.tuning``; see eval/answer-tuning.md)."""
 
     dense: float = 1.0  # cosine(question, sentence)
-    lexical: float = 1.0  # share of the question's IDF mass the sentence contains
+    lexical: float = 0.6  # share of the question's IDF mass the sentence contains
     passage: float = 2.0  # retrieval score of its passage, relative to the top passage
-    typed: float = 0.1  # holds a span of the asked type (a name for "who")
+    typed: float = 0.05  # holds a span of the asked type (a name for "who")
     shaped: float = 0.2  # holds a date / number / amount when one is asked for
     same_lang: float = 0.03  # prefer the question's language when the two are close
     heading: float = -0.3  # a heading or a title line is never an answer on its own
+    window: float = 0.2  # lexical share of the sentence with its two neighbours (pronouns point there)
+    length: float = 0.1  # log of the word count: short topical lines otherwise win on cosine
     merge_gain: float = 0.25  # join the neighbour sentence when it adds this much question coverage
 
     def vector(self) -> np.ndarray:
@@ -152,6 +154,13 @@ class Extractor:
                 x[i, 4] = float(qtype in SHAPED)
             x[i, 5] = float(slang == lang)
             x[i, 6] = float(_is_heading(text, a, b))
+            window = set(stems)
+            for nb in (row - 1, row + 1):
+                if 0 <= nb < len(self.index.sentences) and self.index.sentences[nb][0] == self.index.sentences[row][0]:
+                    _d2, a2, b2 = (int(v) for v in self.index.sentences[nb])
+                    window |= {st for _a, _b, st in word_tokens(text[a2:b2]) if st}
+            x[i, 7] = sum(v for t, v in q_terms.items() if t in window) / mass
+            x[i, 8] = math.log1p(len(stems))
         return SentenceTable(rows, [seen[r][:4] for r in rows], x)
 
     def __call__(self, index: IndexData, passages: list[Passage], *, question: str = "", query: str = "",
@@ -288,5 +297,6 @@ def confidence(features: dict[str, float], qtype: str) -> float:
     of the answerable questions (every setting, fused system). Calibrated there: answers
     given 0.8-1.0 were right 92% of the time, 0.4-0.6 about half the time."""
     del qtype  # the type already weighs in through the sentence score
-    z = 1.395 * features["score"] + 4.459 * features["margin"] - 1.074 * features["lexical"] - 0.852
+    # coefficients from `python -m qa.tuning` (eval/answer-tuning.md, "Confidence fit")
+    z = 1.710 * features["score"] + 5.777 * features["margin"] - 1.382 * features["lexical"] - 1.416
     return 1.0 / (1.0 + math.exp(-z))

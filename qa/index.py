@@ -33,7 +33,7 @@ from qa.cleaning import CLEANING_VERSION, content_spans
 from qa.config import Settings
 from qa.embedding import embedding_dim, encode, load_encoder, model_id
 from qa.sources import load_documents, source_hashes
-from qa.text import tokenize
+from qa.text import SENTENCES_VERSION, tokenize
 from qa.types import Chunk, Document, Sentence, Span
 
 FORMAT_VERSION = 1
@@ -101,6 +101,7 @@ def settings_fingerprint(settings: Settings) -> dict[str, Any]:
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,
         "cleaning_version": CLEANING_VERSION,
+        "sentences_version": SENTENCES_VERSION,
     }
 
 

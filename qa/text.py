@@ -54,6 +54,10 @@ def tokenize(text: str) -> list[str]:
     return out
 
 
+# Bumped when sentence boundaries change: the index records it and is rebuilt.
+SENTENCES_VERSION = 2
+
+
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> Iterator[Span]:
     """Sentence spans of ``text[start:end]`` in ``text`` coordinates.
 
@@ -67,9 +71,21 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> Iterato
         nl = text.find("\n", pos, end)
         line_end = end if nl < 0 else nl
         line = text[pos:line_end]
+        open_at: int | None = None  # start of a sentence whose «…» quote is still open
         for s in sentenize(line):
-            if s.text.strip():
-                yield Span(pos + s.start, pos + s.stop)
+            if not s.text.strip():
+                continue
+            start = s.start if open_at is None else open_at
+            # razdel ends a sentence at a dot inside a quoted title («Ведомости. Город»):
+            # keep going until the quote closes
+            chunk = line[start:s.stop]
+            if chunk.count("«") > chunk.count("»"):
+                open_at = start
+                continue
+            open_at = None
+            yield Span(pos + start, pos + s.stop)
+        if open_at is not None:
+            yield Span(pos + open_at, pos + len(line.rstrip()))
         pos = line_end + 1
 
 

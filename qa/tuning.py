@@ -51,16 +51,42 @@ def accuracy(tabs: list[Table], w: np.ndarray) -> float:
     return hits / (len(tabs) or 1)
 
 
+def fit_confidence(tabs: list[Table], w: np.ndarray, lexical: int) -> dict[str, float]:
+    """Logistic fit of "the chosen sentence holds a gold answer" on the chosen sentence's
+    score, its margin over the runner-up and its lexical share (the inputs of
+    ``qa.answering.confidence``); plain gradient descent on standardized inputs."""
+    feats, ys = [], []
+    for x, y in tabs:
+        if not len(y):
+            continue
+        s = x @ w
+        order = np.argsort(-s)
+        margin = s[order[0]] - s[order[1]] if len(s) > 1 else 0.0
+        feats.append([s[order[0]], margin, x[order[0], lexical]])
+        ys.append(float(y[order[0]]))
+    f, t = np.array(feats), np.array(ys)
+    mu, sd = f.mean(0), f.std(0) + 1e-9
+    z = np.hstack([(f - mu) / sd, np.ones((len(f), 1))])
+    beta = np.zeros(z.shape[1])
+    for _ in range(5000):
+        p = 1 / (1 + np.exp(-z @ beta))
+        beta -= 0.5 * z.T @ (p - t) / len(t)
+    coef = beta[:-1] / sd
+    return {"score": float(coef[0]), "margin": float(coef[1]), "lexical": float(coef[2]),
+            "intercept": float(beta[-1] - (beta[:-1] * mu / sd).sum())}
+
+
 def oracle(tabs: list[Table]) -> float:
     return sum(bool(y.any()) for _x, y in tabs) / (len(tabs) or 1)
 
 
 GRID = {
-    "lexical": [0.2, 0.4, 0.6, 0.8, 1.0],
-    "passage": [0.0, 0.5, 1.0, 2.0],
-    "shaped": [0.0, 0.1, 0.2, 0.3],
-    "typed": [0.0, 0.05, 0.1],
-    "heading": [-0.3, -0.1, 0.0],
+    "lexical": [0.4, 0.6, 1.0],
+    "passage": [1.0, 2.0, 3.0],
+    "shaped": [0.1, 0.2, 0.3],
+    "typed": [0.05, 0.1],
+    "window": [0.0, 0.2],
+    "length": [0.05, 0.1, 0.15, 0.2, 0.3],
 }
 
 
@@ -91,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
                      "technopolis": accuracy(check["technopolis"], vec)})
     rows.sort(key=lambda r: -r["mean"])
     current = {k: accuracy(v, base.vector()) for k, v in {**tune, **check}.items()}
-    result = {"features": FEATURES, "current": asdict(base), "current_accuracy": current,
+    pooled = [t for v in tune.values() for t in v]
+    result = {"confidence_fit": fit_confidence(pooled, base.vector(), FEATURES.index("lexical")), "features": FEATURES, "current": asdict(base), "current_accuracy": current,
               "oracle": {k: oracle(v) for k, v in {**tune, **check}.items()}, "top": rows[:25]}
     (args.out / "answer-tuning.json").write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     _write_md(result, args.out / "answer-tuning.md")
@@ -107,6 +134,8 @@ def _write_md(result: dict[str, Any], path: Path) -> None:
              + ", ".join(f"{k} {v:.3f}" for k, v in result["oracle"].items()) + ".", "",
              "Current weights: " + ", ".join(f"`{k}={v}`" for k, v in result["current"].items()) + " → "
              + ", ".join(f"{k} {v:.3f}" for k, v in result["current_accuracy"].items()) + ".", "",
+             "Confidence fit (XQuAD dev, chosen sentence holds a gold answer): "
+             + ", ".join(f"`{k}={v:.3f}`" for k, v in result["confidence_fit"].items()) + ".", "",
              "| " + " | ".join([*GRID, "mean (XQuAD)", *settings]) + " |",
              "|" + "---|" * (len(GRID) + 1 + len(settings))]
     for r in result["top"]:
