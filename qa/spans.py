@@ -155,11 +155,12 @@ def phrase_candidates(text: str, tokens: list[tuple[int, int, str | None]], matc
             out.append(Candidate(tokens[idx[0]][0], tokens[idx[-1]][1], "phrase"))
         run.clear()
 
-    for i, (a, _b, _stem) in enumerate(tokens):
+    for i, (a, b, _stem) in enumerate(tokens):
         gap = text[tokens[i - 1][1]:a] if i else ""
         if i in matched or re.search(r"[,;:()«»\"“”—–]|\s-\s", gap):
             flush()
-        if i not in matched:
+        # the "s" of "Warsaw's" and other one-letter pieces never start or make a phrase
+        if i not in matched and (run or b - a > 1 or text[a:b].isdigit()):
             run.append(i)
     flush()
     return out

@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     rows.sort(key=lambda r: -r["mean"])
     current = {k: accuracy(v, base.vector()) for k, v in {**tune, **check}.items()}
     pooled = [t for v in tune.values() for t in v]
-    result = {"confidence_fit": fit_confidence(pooled, base.vector(), FEATURES.index("lexical")), "features": FEATURES, "current": asdict(base), "current_accuracy": current,
+    fit = fit_confidence(pooled, base.vector(), FEATURES.index("lexical"))
+    result = {"confidence_fit": fit, "features": FEATURES, "current": asdict(base), "current_accuracy": current,
               "oracle": {k: oracle(v) for k, v in {**tune, **check}.items()}, "top": rows[:25]}
     (args.out / "answer-tuning.json").write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     _write_md(result, args.out / "answer-tuning.md")
