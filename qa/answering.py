@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qa.index import IndexData
+from qa.metrics import answer_lang, normalize_answer
 from qa.spans import Candidate, phrase_candidates, typed_candidates
 from qa.text import tokenize, word_tokens
 from qa.types import Citation, Document, Passage
@@ -37,6 +38,9 @@ class Draft:
     short_end: int | None = None
     # what the confidence was computed from (kept for the eval records and calibration)
     features: dict[str, float] = field(default_factory=dict, compare=False)
+    # Another document's sentence giving a different figure for the same question
+    # (doc_id, start, end, short_start, short_end): both are cited, newest first.
+    conflict: tuple[str, int, int, int, int] | None = None
 
 
 def citation(n: int, doc: Document, start: int, end: int) -> Citation:
@@ -86,6 +90,7 @@ class AnswerWeights:
     heading: float = -0.3  # a heading or a title line is never an answer on its own
     window: float = 0.2  # lexical share of the sentence with its two neighbours (pronouns point there)
     length: float = 0.1  # log of the word count: short topical lines otherwise win on cosine
+    conflict_margin: float = 0.1  # a runner-up this close, from another source, with another figure
     merge_gain: float = 0.25  # join the neighbour sentence when it adds this much question coverage
 
     def vector(self) -> np.ndarray:
@@ -181,9 +186,31 @@ class Extractor:
         features = {f: float(v) for f, v in zip(FEATURES, t.x[i], strict=True)}
         features |= {"score": float(scores[i]), "margin": float(ranked[0] - ranked[1]) if len(ranked) > 1 else 0.0,
                      "short": float(short is not None)}
+        conflict = self._conflict(i, t, scores, qtype, q_terms, doc.text[short[0]:short[1]] if short else None)
         return Draft(doc_id, start, end, confidence=confidence(features, qtype),
                      short_start=short[0] if short else None, short_end=short[1] if short else None,
-                     features=features)
+                     features=features, conflict=conflict)
+
+    def _conflict(self, i: int, t: SentenceTable, scores: np.ndarray, qtype: str, q_terms: dict[str, float],
+                  short: str | None) -> tuple[str, int, int, int, int] | None:
+        """A close runner-up from another document whose date, number or amount differs
+        from the answer's: sources that disagree (a figure at two dates) are both shown."""
+        if qtype not in SHAPED or short is None:
+            return None
+        doc_id = t.spans[i][0]
+        for k in np.argsort(-scores):
+            k = int(k)
+            if scores[k] < scores[i] - self.weights.conflict_margin:
+                break
+            if t.spans[k][0] == doc_id or not t.x[k, 4] or t.x[k, 1] < 0.5 * t.x[i, 1]:
+                continue
+            other_id, a, b, _lang = t.spans[k]
+            text = self.index.docs[other_id].text
+            other = self._short(text, a, b, qtype, q_terms)
+            if other and normalize_answer(text[other[0]:other[1]], answer_lang(short)) != normalize_answer(
+                    short, answer_lang(short)):
+                return other_id, a, b, other[0], other[1]
+        return None
 
     @staticmethod
     def _typed(text: str, qtype: str, q_terms: dict[str, float]) -> list[Candidate]:

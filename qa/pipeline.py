@@ -53,13 +53,16 @@ class QAService:
         return self._answer(question, lang, draft, passages)
 
     def _answer(self, question: str, lang: str, draft: Draft, passages: list[Passage]) -> Answer:
-        doc = self.index.docs[draft.doc_id]
-        cite = citation(1, doc, draft.start, draft.end)
-        short = None
-        if draft.short_start is not None and draft.short_end is not None:
-            short = doc.text[draft.short_start:draft.short_end]
-        return Answer(question=question, lang=lang, abstained=False, answer=cite.quote, short_answer=short,
-                      confidence=draft.confidence, citations=(cite,), passages=tuple(passages),
+        spans = [(draft.doc_id, draft.start, draft.end, draft.short_start, draft.short_end)]
+        if draft.conflict is not None:
+            spans.append(draft.conflict)
+            # sources that disagree: the newest first, and the answer is the newest one's
+            spans.sort(key=lambda sp: self.index.docs[sp[0]].date or "", reverse=True)
+        cites = tuple(citation(n, self.index.docs[d], a, b) for n, (d, a, b, _s, _e) in enumerate(spans, 1))
+        doc_id, _a, _b, s0, s1 = spans[0]
+        short = self.index.docs[doc_id].text[s0:s1] if s0 is not None and s1 is not None else None
+        return Answer(question=question, lang=lang, abstained=False, answer=cites[0].quote, short_answer=short,
+                      confidence=draft.confidence, citations=cites, passages=tuple(passages),
                       features=draft.features)
 
     def _see_also(self, passages: list[Passage], n: int = 3) -> tuple[Citation, ...]:

@@ -49,7 +49,7 @@ _NUM = r"(?:\d{1,3}(?:[ \u00a0\u202f,]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?)"
 
 NUMBER = re.compile(
     rf"(?:{_CURRENCY}\s?)?(?:(?:about|around|over|more than|less than|almost|nearly|up to|около|более|свыше|почти|до)\s+)?"
-    rf"(?<![\w.]){_NUM}(?:\s*[-–—]\s*{_NUM})?(?:\s*{_SCALE})?(?:\s*{_UNIT})?(?:\s*{_CURRENCY})?(?:\s*{_PERCENT})?"
+    rf"(?<![\w.]){_NUM}(?!(?:st|nd|rd|th|-?й|-?го|-?м)\b)(?:\s*[-–—]\s*{_NUM})?(?:\s*{_SCALE})?(?:\s*{_UNIT})?(?:\s*{_CURRENCY})?(?:\s*{_PERCENT})?"
     rf"|\b{_NUMWORD}\b(?:\s+{_SCALE})?",
     _F,
 )

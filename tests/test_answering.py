@@ -158,3 +158,27 @@ def test_qa_ask_json_and_text(monkeypatch, settings, capsys):
     assert "empty" in capsys.readouterr().err
     assert cli.main(["ask", "x" * 1001]) == 2
     assert "too long" in capsys.readouterr().err
+
+
+def test_disagreeing_sources_are_both_cited_newest_first(tmp_path, encoder):
+    from qa.config import Settings
+    from qa.index import build_on_disk, open_index
+
+    src = tmp_path / "sources"
+    src.mkdir()
+    docs = {
+        "alpha-2019": ("2019-03-01", "Technopark Alpha has 80 resident companies, the park reported in its annual review."),
+        "alpha-2024": ("2024-06-01", "Technopark Alpha has 95 resident companies, the park reported in its annual review."),
+        "gamma": ("2024-01-01", "Cluster Gamma makes lithium batteries for electric cars in Moscow."),
+    }
+    for doc_id, (date, text) in docs.items():
+        (src / f"{doc_id}.txt").write_text(text, encoding="utf-8")
+        (src / f"{doc_id}.meta.json").write_text(json.dumps({"title": doc_id, "date": date, "lang": "en"}), encoding="utf-8")
+    s = Settings(sources_dir=src, index_dir=tmp_path / "index", chunk_size=300, chunk_overlap=60)
+    build_on_disk(s, encoder=encoder)
+    svc = QAService(open_index(s), encoder, s)
+    a = svc.ask("How many resident companies does Technopark Alpha have?", threshold=0.0)
+    check_invariants(a, svc)
+    assert [c.doc_id for c in a.citations] == ["alpha-2024", "alpha-2019"]
+    assert a.short_answer == "95"
+    assert a.answer == a.citations[0].quote
