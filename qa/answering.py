@@ -91,6 +91,7 @@ class AnswerWeights:
     window: float = 0.2  # lexical share of the sentence with its two neighbours (pronouns point there)
     length: float = 0.1  # log of the word count: short topical lines otherwise win on cosine
     conflict_margin: float = 0.1  # a runner-up this close, from another source, with another figure
+    adjacent_margin: float = 0.1  # join a neighbour scoring within this of the best sentence
     merge_gain: float = 0.25  # join the neighbour sentence when it adds this much question coverage
 
     def vector(self) -> np.ndarray:
@@ -179,7 +180,7 @@ class Extractor:
         scores = t.x @ self.weights.vector()
         i = int(np.argmax(scores))
         doc_id = t.spans[i][0]
-        start, end = self._extend(i, t, qtype, q_terms)
+        start, end = self._extend(i, t, scores, qtype, q_terms)
         doc = index.docs[doc_id]
         short = self._short(doc.text, start, end, qtype, q_terms) if qtype in SHORT else None
         ranked = np.sort(scores)[::-1]
@@ -223,10 +224,12 @@ class Extractor:
             out.append(c)
         return out
 
-    def _extend(self, i: int, t: SentenceTable, qtype: str, q_terms: dict[str, float]) -> tuple[int, int]:
+    def _extend(self, i: int, t: SentenceTable, scores: np.ndarray, qtype: str,
+                q_terms: dict[str, float]) -> tuple[int, int]:
         """One sentence, or more when one is not enough: a lead-in ending in ":" takes its
         list; a sentence without the asked date/number takes a neighbour that has it; a
-        neighbour holding much of the question the sentence misses is joined."""
+        neighbour holding much of the question the sentence misses, or scoring nearly as
+        well (the two are read together), is joined."""
         doc_id, start, end, _lang = t.spans[i]
         text = self.index.docs[doc_id].text
         if text[start:end].rstrip().endswith(":"):
@@ -243,8 +246,9 @@ class Extractor:
             stems = {st for _a, _b, st in word_tokens(text[a:b]) if st}
             gain = sum(v for w, v in q_terms.items() if w in stems and w not in own) / mass
             needs_shape = qtype in SHAPED and not t.x[i, 4] and bool(t.x[k, 4])
-            if (needs_shape or gain >= self.weights.merge_gain) and gain + needs_shape > best_gain:
-                choice, best_gain = (a, b), gain + needs_shape
+            close = scores[k] >= scores[i] - self.weights.adjacent_margin
+            if (needs_shape or close or gain >= self.weights.merge_gain) and gain + needs_shape + close > best_gain:
+                choice, best_gain = (a, b), gain + needs_shape + close
         if choice is None:
             return start, end
         return min(start, choice[0]), max(end, choice[1])
@@ -325,5 +329,5 @@ def confidence(features: dict[str, float], qtype: str) -> float:
     given 0.8-1.0 were right 92% of the time, 0.4-0.6 about half the time."""
     del qtype  # the type already weighs in through the sentence score
     # coefficients from `python -m qa.tuning` (eval/answer-tuning.md, "Confidence fit")
-    z = 1.710 * features["score"] + 5.777 * features["margin"] - 1.382 * features["lexical"] - 1.416
+    z = 1.848 * features["score"] + 6.901 * features["margin"] - 1.718 * features["lexical"] - 1.564
     return 1.0 / (1.0 + math.exp(-z))

@@ -96,6 +96,8 @@ def answer_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
         "f1": _mean([100 * r["correct"]["f1"] for r in ans]),
         "citation_accuracy": _mean([float(r["correct"]["citation"]) for r in ans]),
         "answered": _mean([float(not r["abstained"]) for r in ans]),
+        # longer answers contain more: keep their length in sight
+        "answer_chars": _mean([float(len(r["answer"])) for r in ans if r["answer"]]),
     }
     return m
 
@@ -132,7 +134,7 @@ def _compact(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "questions": len(records),
         "recall@1": ranking_metrics(ranks)["recall@1"] if ranks else None,
-        **{k: v for k, v in answer_metrics(records).items() if k != "answered"},
+        **{k: v for k, v in answer_metrics(records).items() if k not in ("answered", "answer_chars")},
         "abstention_recall": ab["recall"],
     }
 

@@ -34,14 +34,14 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 
 def _main_table(systems: dict[str, Any]) -> list[str]:
     out = ["| system | questions | R@1 | R@5 | MRR | containment@1 | EM | F1 | citation acc. | "
-           "abstention P / R / F1 | latency p50 / p95 ms |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "abstention P / R / F1 | answer chars | latency p50 / p95 ms |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in systems.items():
         r, a, ab = m["retrieval"], m["answers"], m["abstention"]
         abst = "n/a" if ab is None else f"{_f(ab['precision'])} / {_f(ab['recall'])} / {_f(ab['f1'])}"
         out.append(f"| {name} | {m['questions']} | {_f(r['recall@1'])} | {_f(r['recall@5'])} | {_f(r['mrr'])} | "
                    f"{_f(a['containment@1'])} | {_f(a['em'], 1)} | {_f(a['f1'], 1)} | {_f(a['citation_accuracy'])} | "
-                   f"{abst} | {m['latency_ms']['p50']:.1f} / {m['latency_ms']['p95']:.1f} |")
+                   f"{abst} | {_f(a.get('answer_chars'), 0)} | {m['latency_ms']['p50']:.1f} / {m['latency_ms']['p95']:.1f} |")
     return out
 
 
@@ -76,7 +76,8 @@ def markdown(report: dict[str, Any], chart: str | None) -> str:
         "Settings: " + ", ".join(f"`{k}={v}`" for k, v in s.items()) + ".",
         "",
         "Metrics: R@k / MRR = a gold document (benchmarks: the gold paragraph) among the top documents; "
-        "containment@1 = the shown answer contains a gold string (normalized tokens); EM / F1 = SQuAD scores "
+        "containment@1 = the shown answer contains a gold string (whole tokens; case, punctuation and ё/е "
+        "ignored); EM / F1 = SQuAD scores "
         "(×100) of the short answer, or of the answer sentence when there is none, with Russian normalization "
         "(Unicode punctuation, ё = е); citation acc. = the first citation's document is a gold one and its quote "
         "contains a gold string. Answer scores count every answerable question (an abstention scores 0).",

@@ -28,6 +28,7 @@ DATE = re.compile(
     rf"|\b{_MONTH_EN}\s+\d{{1,2}}(?!\d)(?:st|nd|rd|th)?(?:,\s*{_YEAR})?"
     rf"|\b(?:{_SEASON}\s+(?:of\s+)?)?{_MONTH}\s+(?:of\s+)?{_YEAR}{_YEAR_RU}?"
     rf"|\b\d{{1,2}}\.\d{{1,2}}\.{_YEAR}|\b{_YEAR}-\d\d-\d\d\b"
+    rf"|\b{_YEAR}-х(?:\s+годов|\s+гг\.)?"
     rf"|\b(?:{_SEASON}\s+(?:of\s+)?)?{_YEAR}(?:\s*[-–—]\s*(?:{_YEAR}|\d\d))?(?:s\b)?{_YEAR_RU}?"
     rf"|\b\d{{1,2}}(?:st|nd|rd|th)\s+century|\b[IVXL]+\s+век[а-я]*|\b\d{{1,2}}(?:-?м|-?го)?\s+век[а-я]*",
     _F,
@@ -47,12 +48,14 @@ _NUMWORD = (r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|
             r"|десят[ьи]|двадцат[ьи]|тридцат[ьи]|сорок[а]?|пятьдесят|сто)")
 _NUM = r"(?:\d{1,3}(?:[ \u00a0\u202f,]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?)"
 
+# Hedges ("more than", "около") stay outside the span: the figure is the answer.
 NUMBER = re.compile(
-    rf"(?:{_CURRENCY}\s?)?(?:(?:about|around|over|more than|less than|almost|nearly|up to|около|более|свыше|почти|до)\s+)?"
-    rf"(?<![\w.]){_NUM}(?!(?:st|nd|rd|th|-?й|-?го|-?м)\b)(?:\s*[-–—]\s*{_NUM})?(?:\s*{_SCALE})?(?:\s*{_UNIT})?(?:\s*{_CURRENCY})?(?:\s*{_PERCENT})?"
+    rf"\b\d{{1,2}}:\d\d\b"
+    rf"|(?:{_CURRENCY}\s?)?(?:№\s?|No\.\s?)?(?<![\w.,]){_NUM}(?!(?:st|nd|rd|th|-?й|-?го|-?м)\b)(?:\s*[-–—]\s*{_NUM})?(?:\s*{_SCALE})?(?:\s*{_UNIT})?(?:\s*{_CURRENCY})?(?:\s*{_PERCENT})?"
     rf"|\b{_NUMWORD}\b(?:\s+{_SCALE})?",
     _F,
 )
+_LONE_YEAR = re.compile(rf"({_YEAR})\s*(?:года|году|годом|год|г\.)", _F)
 AMOUNT_MARK = re.compile(rf"{_CURRENCY}|{_PERCENT}", _F)
 
 # Names: capitalised words (Latin or Cyrillic), initials, short linking words; quoted titles.
@@ -104,7 +107,12 @@ def typed_candidates(text: str, qtype: str) -> list[Candidate]:
     """Spans of ``text`` of the shape a ``qtype`` question asks for."""
     out: list[Candidate] = []
     if qtype == "date":
-        out = [Candidate(*_trim(text, m.start(), m.end()), "date") for m in DATE.finditer(text)]
+        for m in DATE.finditer(text):
+            a, b = _trim(text, m.start(), m.end())
+            # "в 2017 году" answers "в каком году?" with the year: the case ending is the sentence's
+            if y := _LONE_YEAR.fullmatch(text, a, b):
+                b = a + len(y.group(1))
+            out.append(Candidate(a, b, "date"))
     elif qtype in ("number", "amount"):
         dates = [(m.start(), m.end()) for m in DATE.finditer(text) if re.search(r"[^\d\s]", m.group())]
         for m in NUMBER.finditer(text):

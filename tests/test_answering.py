@@ -127,8 +127,8 @@ def test_typed_candidates_in_both_languages():
     text = "В 2015 г. резиденты вложили около 500 млн. долл., площадь 175 тыс. кв. м; by 4 December 2019, 30,000 sq. meters."
     numbers = [text[c.start:c.end] for c in typed_candidates(text, "number")]
     assert "175 тыс. кв. м" in numbers and "30,000 sq. meters" in numbers and "2015" not in numbers
-    assert [text[c.start:c.end] for c in typed_candidates(text, "amount")] == ["около 500 млн. долл."]
-    assert [text[c.start:c.end] for c in typed_candidates(text, "date")] == ["2015 г.", "4 December 2019"]
+    assert [text[c.start:c.end] for c in typed_candidates(text, "amount")] == ["500 млн. долл."]
+    assert [text[c.start:c.end] for c in typed_candidates(text, "date")] == ["2015", "4 December 2019"]
     said = "По словам С.Собянина, Mr. Petrov прибыл."
     names = [said[c.start:c.end] for c in typed_candidates(said, "person")]
     assert "С.Собянина" in names and "Petrov" in names

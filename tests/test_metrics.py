@@ -125,6 +125,9 @@ def test_containment_is_by_whole_normalized_tokens():
     assert contains("Открыт в 2016 г.", ["2016 г."])
     assert contains("Резидентов — «сорок два».", ["сорок два"])
     assert not contains(None, golds) and not contains("", golds)
+    assert contains("Six-time Grammy winner Lady Gaga", ["Six"])
+    assert contains("heard that it was ‘often damaging’, along with", ["often damaging"])
+    assert not contains("Sixtime winner", ["Six"])
 
 
 def test_ranking_metrics():
