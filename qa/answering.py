@@ -329,5 +329,5 @@ def confidence(features: dict[str, float], qtype: str) -> float:
     given 0.8-1.0 were right 92% of the time, 0.4-0.6 about half the time."""
     del qtype  # the type already weighs in through the sentence score
     # coefficients from `python -m qa.tuning` (eval/answer-tuning.md, "Confidence fit")
-    z = 1.848 * features["score"] + 6.901 * features["margin"] - 1.718 * features["lexical"] - 1.564
+    z = 1.828 * features["score"] + 6.927 * features["margin"] - 1.719 * features["lexical"] - 1.551
     return 1.0 / (1.0 + math.exp(-z))
