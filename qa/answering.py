@@ -48,7 +48,7 @@ def citation(n: int, doc: Document, start: int, end: int) -> Citation:
                     start=start, end=end, quote=doc.text[start:end])
 
 
-def first_sentence(index: IndexData, passages: list[Passage], **_: object) -> Draft | None:
+def first_sentence(index: IndexData, passages: list[Passage]) -> Draft | None:
     """Baseline: the first sentence of the top passage, confidence = its retrieval score.
 
     It is what the harness reports until a real answer step exists, and stays in the
@@ -148,11 +148,19 @@ class Extractor:
         x[:, 0] = self.index.sentence_index.reconstruct_batch(np.array(rows, dtype=np.int64)) @ qvec
         mass = sum(q_terms.values()) or 1.0
         top = passages[0].score
+        # a sentence is read as itself and as its neighbours' context: tokenize each range once
+        cache: dict[tuple[str, int, int], set[str]] = {}
+
+        def stems_of(doc_id: str, a: int, b: int) -> set[str]:
+            if (doc_id, a, b) not in cache:
+                cache[doc_id, a, b] = {st for _a, _b, st in word_tokens(self.index.docs[doc_id].text[a:b]) if st}
+            return cache[doc_id, a, b]
+
         for i, row in enumerate(rows):
             doc_id, a, b, slang, pscore = seen[row]
             text = self.index.docs[doc_id].text
             sent = text[a:b]
-            stems = {st for _a, _b, st in word_tokens(sent) if st}
+            stems = stems_of(doc_id, a, b)
             x[i, 1] = sum(v for t, v in q_terms.items() if t in stems) / mass
             x[i, 2] = pscore - top
             if qtype in TYPED and self._typed(sent, qtype, q_terms):
@@ -164,7 +172,7 @@ class Extractor:
             for nb in (row - 1, row + 1):
                 if 0 <= nb < len(self.index.sentences) and self.index.sentences[nb][0] == self.index.sentences[row][0]:
                     _d2, a2, b2 = (int(v) for v in self.index.sentences[nb])
-                    window |= {st for _a, _b, st in word_tokens(text[a2:b2]) if st}
+                    window |= stems_of(doc_id, a2, b2)
             x[i, 7] = sum(v for t, v in q_terms.items() if t in window) / mass
             x[i, 8] = math.log1p(len(stems))
         return SentenceTable(rows, [seen[r][:4] for r in rows], x)
@@ -188,7 +196,7 @@ class Extractor:
         features |= {"score": float(scores[i]), "margin": float(ranked[0] - ranked[1]) if len(ranked) > 1 else 0.0,
                      "short": float(short is not None)}
         conflict = self._conflict(i, t, scores, qtype, q_terms, doc.text[short[0]:short[1]] if short else None)
-        return Draft(doc_id, start, end, confidence=confidence(features, qtype),
+        return Draft(doc_id, start, end, confidence=confidence(features),
                      short_start=short[0] if short else None, short_end=short[1] if short else None,
                      features=features, conflict=conflict)
 
@@ -322,12 +330,11 @@ def _cap_phrase(tokens: list[tuple[int, int, str | None]], matched: set[int], a:
     return tokens[keep[0]][0], tokens[keep[-1]][1]
 
 
-def confidence(features: dict[str, float], qtype: str) -> float:
+def confidence(features: dict[str, float]) -> float:
     """P(the answer contains a right answer), a logistic model of the sentence score, its
     margin over the runner-up and its lexical coverage, fitted on the XQuAD dev records
     of the answerable questions (every setting, fused system). Calibrated there: answers
     given 0.8-1.0 were right 92% of the time, 0.4-0.6 about half the time."""
-    del qtype  # the type already weighs in through the sentence score
     # coefficients from `python -m qa.tuning` (eval/answer-tuning.md, "Confidence fit")
     z = 1.828 * features["score"] + 6.927 * features["margin"] - 1.719 * features["lexical"] - 1.551
     return 1.0 / (1.0 + math.exp(-z))

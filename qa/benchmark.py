@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 
 from qa.config import PROJECT_ROOT, Settings
+from qa.datasets import read_squad
 from qa.embedding import load_encoder
 from qa.index import IndexData, build
+from qa.metrics import ranking_metrics
 from qa.retrieval import MODES, Retriever
-from qa.text import detect_lang
 from qa.types import Document
 
 XQUAD_DIR = PROJECT_ROOT / "eval" / "xquad-dev"
@@ -40,23 +41,12 @@ class Question:
     lang: str
     gold: str  # paragraph key shared by the parallel EN and RU versions
     answers: tuple[str, ...] = ()
-    answer_start: int = -1
 
 
-def load_squad(path: Path, lang: str | None = None) -> tuple[list[Document], list[Question]]:
+def load_squad(path: Path, lang: str) -> tuple[list[Document], list[Question]]:
     """Contexts become documents ``<lang>:<title>:<n>``; questions keep their gold key."""
-    data = json.loads(path.read_text(encoding="utf-8"))["data"]
-    docs, questions = [], []
-    for article in data:
-        for n, para in enumerate(article["paragraphs"]):
-            key = f"{article.get('title', 'untitled')}:{n}"
-            plang = lang or detect_lang(para["context"])
-            docs.append(Document(doc_id=f"{plang}:{key}", text=para["context"], lang=plang, title=key))
-            for qa in para["qas"]:
-                answers = tuple(a["text"] for a in qa.get("answers", []))
-                start = qa["answers"][0]["answer_start"] if qa.get("answers") else -1
-                questions.append(Question(qa["id"], qa["question"], lang or detect_lang(qa["question"]), key, answers, start))
-    return docs, questions
+    f = read_squad(path, lang)
+    return list(f.docs), [Question(q.qid, q.question, lang, q.paragraph, q.answers) for q in f.questions]
 
 
 def paragraph_key(doc_id: str) -> str:
@@ -71,17 +61,6 @@ def doc_ranking(retriever: Retriever, q: Question, mode: str, depth: int = 20, q
         if key not in seen:
             seen.append(key)
     return seen
-
-
-def ranking_metrics(ranks: list[int | None]) -> dict[str, float]:
-    """``ranks``: 1-based rank of the gold item per question, None when not retrieved."""
-    n = len(ranks) or 1
-    return {
-        "recall@1": sum(1 for r in ranks if r == 1) / n,
-        "recall@5": sum(1 for r in ranks if r is not None and r <= 5) / n,
-        "mrr": sum(1.0 / r for r in ranks if r is not None) / n,
-        "questions": len(ranks),
-    }
 
 
 def _rank(ranking: list[str], gold: str) -> int | None:

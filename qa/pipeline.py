@@ -17,8 +17,6 @@ from qa.retrieval import Mode, Retriever
 from qa.text import detect_lang
 from qa.types import Answer, Citation, Passage
 
-ANSWERERS = ("extractive", "first-sentence")
-
 
 class QAService:
     def __init__(self, index: IndexData, encoder: Any, settings: Settings) -> None:
@@ -48,8 +46,7 @@ class QAService:
         if draft is None or draft.confidence < limit:
             return Answer(question=question, lang=lang, abstained=True, answer=None, short_answer=None,
                           confidence=draft.confidence if draft else 0.0, message=NOT_FOUND[lang],
-                          see_also=self._see_also(passages), passages=tuple(passages),
-                          candidate=self._answer(question, lang, draft, passages) if draft else None)
+                          see_also=self._see_also(passages), passages=tuple(passages))
         return self._answer(question, lang, draft, passages)
 
     def _answer(self, question: str, lang: str, draft: Draft, passages: list[Passage]) -> Answer:

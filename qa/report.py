@@ -93,8 +93,8 @@ def markdown(report: dict[str, Any], chart: str | None) -> str:
         lines += [f"## {ds}", ""]
         for st, systems in settings.items():
             lines += [f"### {ds} · {st}", "", *_main_table(systems), ""]
-            main = systems.get("fused") or next(iter(systems.values()))
             name = "fused" if "fused" in systems else next(iter(systems))
+            main = systems[name]
             if len(main["by_pair"]) > 1 or len(main["by_category"]) > 0:
                 lines += _breakdown(f"{name}: by question language", main["by_lang"])
                 lines += _breakdown(f"{name}: by language pair (question → source)", main["by_pair"])

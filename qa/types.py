@@ -96,9 +96,7 @@ class Answer:
     message: str | None = None
     see_also: tuple[Citation, ...] = ()
     passages: tuple[Passage, ...] = ()
-    # Kept out of the JSON: the answer that was withheld (for the eval's threshold curve)
-    # and what its confidence was computed from.
-    candidate: Answer | None = field(default=None, repr=False)
+    # Kept out of the JSON: what the confidence was computed from (eval records).
     features: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
 
     def to_json(self) -> dict[str, object]:
