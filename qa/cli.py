@@ -183,6 +183,74 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    import server
+
+    service = server.load_service(settings, progress=_progress)
+    app = server.create_app(settings, service=service)
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    url = f"http://{f'[{host}]' if ':' in host else host}:{args.port}/"
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # listening: only now is the address worth printing
+                print(f"Open {url} (the demo page with the chat widget; API docs at {url}docs). Ctrl+C stops.",
+                      flush=True)
+
+    _Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info")).run()
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from qa.store import Store
+
+    if not settings.db_path.exists():
+        _err(f"no question log at {settings.db_path} yet: questions are logged by the server (`qa serve`)")
+        return EXIT_FAILURE
+    with Store(settings.db_path) as store:
+        report = store.report(args.limit)
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        print(_render_report(report, settings.db_path))
+    return 0
+
+
+def _one_line(text: str | None, width: int = 100) -> str:
+    s = " ".join((text or "").split())
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def _render_report(report: dict[str, Any], path: Path) -> str:
+    """What was asked, what went unanswered and the feedback, most frequent first."""
+    t = report["totals"]
+    lines = [f"{t['questions']} questions logged, {t['unanswered']} unanswered; feedback {t['up']} up, "
+             f"{t['down']} down ({path})"]
+
+    def section(title: str, rows: list[dict[str, Any]], render: Any) -> None:
+        lines.extend(["", title])
+        lines.extend([line for r in rows for line in render(r)] or ["  (none)"])
+
+    def asked(r: dict[str, Any]) -> list[str]:
+        out = [f"  {r['asked']:>5} {r['unanswered']:>5}  {_one_line(r['question'])}"]
+        if r["last_answer"]:
+            out.append(f"{'':14}-> {_one_line(r['last_answer'], 80)} [{r['last_doc_id']}]")
+        return out
+
+    def rated(r: dict[str, Any]) -> list[str]:
+        return [f"  {r['up']:>5} {r['down']:>5}  {_one_line(r['question'])}",
+                *(f"{'':14}\"{_one_line(c, 90)}\"" for c in r["comments"])]
+
+    section("Most frequent questions (asked, unanswered):", report["frequent"], asked)
+    section("Unanswered questions (asked, language):", report["unanswered"],
+            lambda r: [f"  {r['asked']:>5} {r['lang']:>5}  {_one_line(r['question'])}"])
+    section("Feedback (up, down), the most rated first:", report["feedback"], rated)
+    return "\n".join(lines)
+
+
 def _eval_settings(settings: Settings) -> dict[str, Any]:
     keys = ("embedding_model", "chunk_size", "chunk_overlap", "bm25_weight_same", "bm25_weight_cross",
             "sentence_weight", "same_lang_bonus", "answer_passages", "answerer", "abstain_threshold")
@@ -200,6 +268,13 @@ def _at_least_one(value: str) -> int:
     n = int(value)
     if n < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+def _port(value: str) -> int:
+    n = int(value)
+    if not 1 <= n <= 65535:
+        raise argparse.ArgumentTypeError("must be between 1 and 65535")
     return n
 
 
@@ -229,6 +304,12 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--report", action="store_true", help="also write report.md and report.png to --out")
     e.add_argument("--gate", type=Path, help="thresholds JSON: exit 1 when a metric is below its minimum")
     e.add_argument("--json", action="store_true", help="print one JSON object of metrics")
+    sv = sub.add_parser("serve", help="run the HTTP API and the chat widget (builds the index first if needed)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
+    r = sub.add_parser("report", help="what the server was asked, what went unanswered, and the feedback")
+    r.add_argument("--limit", type=_at_least_one, default=20, help="rows per section (default 20)")
+    r.add_argument("--json", action="store_true", help="print one JSON object")
     return ap
 
 
@@ -241,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         _err(f"invalid settings: {e}")
         return EXIT_USAGE
-    commands = {"build": cmd_build, "search": cmd_search, "ask": cmd_ask, "eval": cmd_eval}
+    commands = {"build": cmd_build, "search": cmd_search, "ask": cmd_ask, "eval": cmd_eval, "serve": cmd_serve,
+                "report": cmd_report}
     try:
         return commands[args.command](args, settings)
     except (SourceError, IndexUnusable) as e:

@@ -48,3 +48,8 @@ class Settings(BaseSettings):
     abstain_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
     # Longest question accepted (characters).
     max_question_chars: int = Field(default=1000, ge=10)
+    # The server's question log and answer feedback (SQLite, WAL); `qa report` reads it.
+    db_path: Path = PROJECT_ROOT / "var" / "qa.sqlite3"
+    # Origins of other sites that embed the widget and call the API from their pages
+    # (CORS; a JSON list in QA_CORS_ORIGINS). The demo page is same-origin and needs none.
+    cors_origins: list[str] = Field(default_factory=list)
