@@ -1,12 +1,15 @@
-# Two commands for a fresh machine: `make run` (set up, build the index, answer a sample
-# search) and `make test`. Everything is installed into .venv by `make setup`.
+# Two commands for a fresh machine: `make run` (set up, build the index, serve the demo page
+# with the chat widget and the API) and `make test`. Everything Python is installed into
+# .venv by `make setup`; `make browser` installs Debian's Chromium for the browser tests.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
-.PHONY: setup build run test lint eval-gate eval-report retrieval-report clean-index
+.PHONY: setup build run test lint browser screenshots eval-gate eval-report retrieval-report clean-index
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,18 +24,31 @@ setup: $(VENV)/.installed
 build: setup
 	$(BIN)/qa build
 
+# Serves until Ctrl+C; prints "Open http://HOST:PORT/" (the demo page) once it listens.
 run: build
-	@echo "Sample searches over the bundled sources (the HTTP server and chat widget come next):"
-	$(BIN)/qa search "When was Technopolis Moscow founded?" --k 3
-	$(BIN)/qa search "Сколько технопарков работает в Москве?" --k 3
+	$(BIN)/qa serve --host $(HOST) --port $(PORT)
 
 lint: setup
-	$(BIN)/ruff check qa tests eval/check_eval_set.py
+	$(BIN)/ruff check server.py qa tests eval/check_eval_set.py
 
 test: setup lint
 	$(BIN)/python eval/check_eval_set.py > /dev/null
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory eval-gate
+
+# Chromium and a font with Cyrillic for tests/test_browser.py, from Debian's packages
+# (Playwright's own browser download is never used). CI runs it; outside CI the browser
+# tests are skipped when Chromium is missing.
+browser:
+	@if [ -x /usr/bin/chromium ]; then echo "chromium: /usr/bin/chromium"; else \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-dejavu-core; \
+	fi
+
+# docs/widget-en.png and docs/widget-ru.png, taken by the browser tests.
+screenshots: setup browser
+	QA_SCREENSHOT_DIR=docs $(BIN)/python -m pytest tests/test_browser.py -k "english or russian"
 
 # The project's eval set against eval/thresholds.json: fails when a metric drops.
 eval-gate: setup
