@@ -277,6 +277,23 @@ def test_keyboard_only(page):
     assert p.evaluate("document.activeElement.classList.contains('tqa-launcher')")
 
 
+def test_a_rejected_question_shows_the_server_message_and_returns_to_the_input(page):
+    p = page.page
+    page.open()
+    too_long = "Technopolis " * 100  # 1200 characters: above Settings.max_question_chars
+    with p.expect_response(lambda r: r.url.endswith("/api/ask")) as resp:
+        p.fill(".tqa-input", too_long)
+        p.press(".tqa-input", "Enter")
+    assert resp.value.status == 422
+    error = p.locator(".tqa-error")
+    error.wait_for()
+    assert "too long" in error.locator(".tqa-error-detail-text").text_content()
+    assert error.locator(".tqa-retry").count() == 0
+    assert p.input_value(".tqa-input") == too_long.strip()
+    # the browser reports the 422 on the console; nothing else may be there
+    page.errors[:] = [e for e in page.errors if "status of 422" not in e]
+
+
 def test_narrow_screen_has_no_horizontal_scroll(browser, live_server):
     p = Page(browser, live_server["url"], width=360, height=740)
     try:

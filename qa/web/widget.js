@@ -689,7 +689,8 @@
       d.appendChild(el('span', 'tqa-error-detail-text', turn.detail));
       m.appendChild(d);
     }
-    if (turn.q) {
+    // A rejected question (4xx) would only be rejected again: it goes back to the input instead.
+    if (turn.q && turn.kind !== 'bad') {
       var retry = el('button', 'tqa-retry', t(turn.lang, 'retry'));
       retry.type = 'button';
       retry.addEventListener('click', function () {
@@ -896,6 +897,10 @@
       }
       state.turns.push(turn);
       saveState();
+      if (turn.t === 'error' && turn.kind === 'bad' && !input.value) {
+        input.value = question;
+        autosize();
+      }
       var node = renderTurn(turn);
       log.appendChild(node);
       scrollToMessage(node);
