@@ -9,8 +9,13 @@ Russian installs with its weights here, and the shapes asked about (years, "175 
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 _F = re.IGNORECASE | re.UNICODE
 
@@ -172,3 +177,162 @@ def phrase_candidates(text: str, tokens: list[tuple[int, int, str | None]], matc
             run.append(i)
     flush()
     return out
+
+
+# ---- a learned choice among phrases, for questions without a regular shape ----
+#
+# For "what / which / who" questions the answer is a phrase no regular expression
+# describes. Every run of up to ``MAX_SPAN_WORDS`` words not crossing strong punctuation
+# is a candidate; a linear model over surface features (length, overlap with and
+# distance to the question's words, bounding punctuation, capitals, digits, the typed
+# shapes above, crossed with the question word) picks one. The weights are fitted on
+# XQuAD dev by ``python -m qa.tuning`` (listwise: a softmax over a question's
+# candidates towards the best-F1 one) and stored in span_weights.json. Written here
+# rather than taken from a library because the only off-the-shelf alternative is a
+# neural reader, and none installs with its weights here.
+
+MAX_SPAN_WORDS = 12
+SPAN_WEIGHTS = Path(__file__).with_name("span_weights.json")
+_STRONG_GAP = re.compile(r"[;:()«»\"“”—–]|\s-\s|[.!?]\s")
+_PUNCT_BEFORE = re.compile(r"[,;:(«\"“—–]")
+_PUNCT_AFTER = re.compile(r"[,;:)»\"”—–.]")
+_WH = ("what", "which", "who", "whom", "whose", "where", "how", "why", "name", "что", "какой", "какая", "какие",
+       "каком", "кто", "где", "как", "почему", "чем", "сколько")
+_SHAPE_KINDS = ("date", "number", "person", "organisation")
+SPAN_BASE = ("bias", *(f"L{n}" for n in range(1, 9)), "ov", "ov0", "logd", "d1", "d2", "dfar", "hasleft", "hasright",
+             "stopf", "stopl", "cap", "dig", "comma", "pb", "pa", "pbpa", "relpos", "frac_len", "prev_m", "next_m",
+             "phr_eq", "phr_in", *(f"t_{m}_{k}" for k in _SHAPE_KINDS for m in ("eq", "in")))
+# base features that also count once more crossed with the question word and the question type
+_CROSSED = ("L1", "L2", "L3", "cap", "dig", "ov0", "d1", "hasleft", "hasright", "pbpa", "prev_m", "next_m")
+
+
+def question_word(question: str) -> str:
+    """The first question word of ``_WH`` found in ``question`` ("none" when there is none)."""
+    q = question.lower()
+    return next((w for w in _WH if re.search(rf"\b{w}\b", q)), "none")
+
+
+def span_candidates(tokens: list[tuple[int, int, str | None]], text: str,
+                    max_words: int = MAX_SPAN_WORDS) -> tuple[np.ndarray, np.ndarray]:
+    """First and last token index (inclusive) of every run of up to ``max_words`` words
+    that does not cross strong punctuation."""
+    first, last = [], []
+    for i in range(len(tokens)):
+        for j in range(i, min(len(tokens), i + max_words)):
+            if j > i and _STRONG_GAP.search(text, tokens[j - 1][1], tokens[j][0]):
+                break
+            first.append(i)
+            last.append(j)
+    return np.array(first, dtype=np.int64), np.array(last, dtype=np.int64)
+
+
+def feature_names(wh: str, qtype: str) -> list[tuple[str, ...]]:
+    """For each column of ``span_matrix``, the names its value is counted under: the base
+    feature, and for some also crossed with the question word and the question type."""
+    out = []
+    for name in SPAN_BASE:
+        if name in _CROSSED:
+            out.append((name, f"{wh}*{name}", f"{qtype}*{name}"))
+        elif name.startswith("t_eq_"):
+            out.append((name, f"{wh}*{name}"))
+        else:
+            out.append((name,))
+    return out
+
+
+def span_matrix(text: str, tokens: list[tuple[int, int, str | None]],
+                matched: set[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidates of ``text`` (a sentence: first and last token) and their features, one
+    column per ``SPAN_BASE`` name; vectorised, as a sentence has hundreds of candidates."""
+    first, last = span_candidates(tokens, text)
+    x = np.zeros((len(first), len(SPAN_BASE)))
+    if not len(first):
+        return first, last, x
+    col = {name: c for c, name in enumerate(SPAN_BASE)}
+    nt = len(tokens)
+    starts = np.array([a for a, _b, _s in tokens])
+    ends = np.array([b for _a, b, _s in tokens])
+    a, b = starts[first], ends[last]
+    n = last - first + 1
+    is_m = np.zeros(nt + 2, dtype=bool)
+    is_m[[i + 1 for i in matched]] = True  # shifted by one: index -1 and nt stay False
+    cum_m = np.concatenate([[0], np.cumsum(is_m[1:nt + 1])])
+    overlap = (cum_m[last + 1] - cum_m[first]) / n
+    # nearest question word before each token / after each token
+    prev_m = np.full(nt, -1)
+    next_m = np.full(nt, -1)
+    seen = -1
+    for t in range(nt):
+        prev_m[t] = seen
+        seen = t if t in matched else seen
+    seen = -1
+    for t in range(nt - 1, -1, -1):
+        next_m[t] = seen
+        seen = t if t in matched else seen
+    left, right = prev_m[first], next_m[last]
+    dist = np.minimum(np.where(left >= 0, first - left, 99), np.where(right >= 0, right - last, 99))
+    stop = np.array([st is None for _a, _b, st in tokens])
+    cap = np.array([text[s0:s0 + 1].isupper() for s0 in starts])
+    char_digit = np.concatenate([[0], np.cumsum([ch.isdigit() for ch in text])])
+    char_comma = np.concatenate([[0], np.cumsum([ch == "," for ch in text])])
+    body_end = len(text.rstrip(". \n"))
+    pb_tok = np.array([s0 == 0 or bool(_PUNCT_BEFORE.search(text, max(0, s0 - 2), s0)) for s0 in starts])
+    pa_tok = np.array([e0 >= body_end or bool(_PUNCT_AFTER.search(text, e0, e0 + 2)) for e0 in ends])
+    x[:, col["bias"]] = 1.0
+    x[np.arange(len(first)), col["L1"] + np.minimum(n, 8) - 1] = 1.0
+    x[:, col["ov"]] = overlap
+    x[:, col["ov0"]] = overlap == 0
+    x[:, col["logd"]] = np.log1p(np.minimum(dist, 30))
+    x[:, col["d1"]] = dist == 1
+    x[:, col["d2"]] = dist == 2
+    x[:, col["dfar"]] = dist >= 99
+    x[:, col["hasleft"]] = left >= 0
+    x[:, col["hasright"]] = right >= 0
+    x[:, col["stopf"]] = stop[first]
+    x[:, col["stopl"]] = stop[last]
+    x[:, col["cap"]] = cap[first]
+    x[:, col["dig"]] = char_digit[b] > char_digit[a]
+    x[:, col["comma"]] = char_comma[b] > char_comma[a]
+    x[:, col["pb"]] = pb_tok[first]
+    x[:, col["pa"]] = pa_tok[last]
+    x[:, col["pbpa"]] = pb_tok[first] & pa_tok[last]
+    x[:, col["relpos"]] = a / max(1, len(text))
+    x[:, col["frac_len"]] = n / nt
+    x[:, col["prev_m"]] = is_m[first]  # is_m is shifted by one: is_m[i] is token i - 1
+    x[:, col["next_m"]] = is_m[last + 2]
+    shapes = {k: [(c.start, c.end) for c in typed_candidates(text, k)] for k in _SHAPE_KINDS}
+    shapes["phr"] = [(c.start, c.end) for c in phrase_candidates(text, tokens, matched)]
+    for kind, spans in shapes.items():
+        eq = np.zeros(len(first), dtype=bool)
+        within = np.zeros(len(first), dtype=bool)
+        for s0, e0 in spans:
+            eq |= (a == s0) & (b == e0)
+            within |= (a >= s0) & (b <= e0)
+        prefix = "phr_" if kind == "phr" else "t_"
+        suffix = "" if kind == "phr" else f"_{kind}"
+        x[:, col[f"{prefix}eq{suffix}"]] = eq
+        x[:, col[f"{prefix}in{suffix}"]] = within
+    return first, last, x
+
+
+class SpanScorer:
+    """The fitted linear model over ``span_matrix`` (weights by feature name)."""
+
+    def __init__(self, weights: dict[str, float]) -> None:
+        self.weights = weights
+
+    @classmethod
+    def load(cls, path: Path = SPAN_WEIGHTS) -> SpanScorer:
+        return cls(json.loads(path.read_text(encoding="utf-8"))["weights"])
+
+    @functools.lru_cache(maxsize=512)  # noqa: B019 (a few hundred (wh, qtype) pairs, scorer lives as long as the app)
+    def column_weights(self, wh: str, qtype: str) -> np.ndarray:
+        return np.array([sum(self.weights.get(k, 0.0) for k in names) for names in feature_names(wh, qtype)])
+
+    def best(self, text: str, tokens: list[tuple[int, int, str | None]], matched: set[int], qtype: str,
+             wh: str) -> Candidate | None:
+        first, last, x = span_matrix(text, tokens, matched)
+        if not len(first):
+            return None
+        k = int(np.argmax(x @ self.column_weights(wh, qtype)))
+        return Candidate(tokens[first[k]][0], tokens[last[k]][1], "phrase")

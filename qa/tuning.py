@@ -1,7 +1,8 @@
-"""Tune the answer step's sentence weights on XQuAD dev (never on the project's eval set,
-which only reports): every question's candidate sentences and features are computed
-once, then a weight grid is pure numpy. ``python -m qa.tuning`` writes
-``eval/answer-tuning.md``.
+"""Tune the answer step on XQuAD dev (never on the project's eval set, which only
+reports): the sentence weights (every question's candidate sentences and features are
+computed once, then a weight grid is pure numpy) and the short-answer phrase model
+(qa/spans.py, fitted listwise, checked on held-out articles). ``python -m qa.tuning``
+writes ``eval/answer-tuning.md`` and ``qa/span_weights.json``.
 """
 
 from __future__ import annotations
@@ -9,21 +10,22 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from qa.answering import FEATURES, AnswerWeights
+from qa.answering import FEATURES, TYPED, AnswerWeights
 from qa.config import PROJECT_ROOT, Settings
 from qa.datasets import EvalItem, load_dataset, load_jsonl
 from qa.embedding import load_encoder
 from qa.index import build, open_index
-from qa.metrics import contains
+from qa.metrics import best_over_golds, contains
 from qa.pipeline import QAService
 from qa.questions import question_type
-from qa.text import detect_lang
+from qa.spans import SPAN_WEIGHTS, feature_names, question_word, span_matrix
+from qa.text import detect_lang, word_tokens
 
 Table = tuple[np.ndarray, np.ndarray]  # features (n x f), sentence contains a gold answer (n)
 
@@ -40,6 +42,99 @@ def tables(service: QAService, items: tuple[EvalItem, ...]) -> list[Table]:
         labels = np.array([contains(service.index.docs[d].text[a:b], it.answers) for d, a, b, _l in t.spans], dtype=bool)
         out.append((t.x, labels))
     return out
+
+
+@dataclass(frozen=True)
+class SpanGroup:
+    """One question's short-answer candidates inside the answer the system gave."""
+
+    article: str
+    qtype: str
+    wh: str
+    x: np.ndarray  # candidates x SPAN_BASE features
+    f1: np.ndarray  # F1 of each candidate against the gold answers
+    rule_f1: float  # F1 of the typed-shape rule's span (the whole answer when it has none)
+
+
+def span_groups(service: QAService, items: tuple[EvalItem, ...]) -> list[SpanGroup]:
+    out = []
+    ex = service.extractor
+    for it in items:
+        if not it.answerable:
+            continue
+        ans = service.ask(it.question, threshold=0.0)
+        if not ans.citations:
+            continue
+        sent = ans.citations[0].quote
+        tokens = word_tokens(sent)
+        if not tokens:
+            continue
+        q_terms = ex.question_terms(it.question)
+        matched = {i for i, (_a, _b, st) in enumerate(tokens) if st and st in q_terms}
+        qtype = question_type(it.question)
+        first, last, x = span_matrix(sent, tokens, matched)
+        f1 = np.array([best_over_golds("f1", sent[tokens[i][0]:tokens[j][1]], it.answers)
+                       for i, j in zip(first, last, strict=True)])
+        rule = ex.closest_typed(sent, tokens, matched, qtype, q_terms) if qtype in TYPED else None
+        rule_f1 = best_over_golds("f1", sent[rule.start:rule.end] if rule else sent, it.answers)
+        article = it.doc_ids[0].rsplit(":", 1)[0] if it.doc_ids else it.qid
+        out.append(SpanGroup(article, qtype, question_word(it.question), x, f1, rule_f1))
+    return out
+
+
+def fit_spans(groups: list[SpanGroup], vocab: dict[str, int], epochs: int = 60, rate: float = 0.5,
+              l2: float = 1e-3) -> np.ndarray:
+    """Listwise fit: a softmax over each question's candidates pulled towards its
+    best-F1 candidates (questions whose best candidate has F1 < 0.5 are left out)."""
+    mats = [(_matrix(g, vocab), g.f1) for g in groups if len(g.f1) and g.f1.max() >= 0.5]
+    w = np.zeros(len(vocab))
+    for _ in range(epochs):
+        grad = np.zeros_like(w)
+        for x, y in mats:
+            target = (y == y.max()).astype(float)
+            target /= target.sum()
+            s = x @ w
+            p = np.exp(s - s.max())
+            grad += x.T @ (p / p.sum() - target)
+        w -= rate * (grad / max(1, len(mats)) + l2 * w)
+    return w
+
+
+def _matrix(g: SpanGroup, vocab: dict[str, int]) -> np.ndarray:
+    """The group's base features spread over every name they count under (crossed ones too)."""
+    x = np.zeros((len(g.x), len(vocab)))
+    for c, names in enumerate(feature_names(g.wh, g.qtype)):
+        for name in names:
+            x[:, vocab[name]] += g.x[:, c]
+    return x
+
+
+def span_report(groups: dict[str, list[SpanGroup]], folds: int = 4) -> tuple[dict[str, float], dict[str, Any]]:
+    """Fit on every XQuAD group; F1 by setting and question type of the learned model on
+    held-out articles (k-fold by article) against the typed-shape rule."""
+    pooled = [g for v in groups.values() for g in v]
+    names = {n for g in pooled for ns in feature_names(g.wh, g.qtype) for n in ns}
+    vocab = {k: i for i, k in enumerate(sorted(names))}
+    articles = sorted({g.article for g in pooled})
+    held: dict[int, float] = {}
+    for f in range(folds):
+        test = set(articles[f::folds])
+        w = fit_spans([g for g in pooled if g.article not in test], vocab)
+        for n, g in enumerate(pooled):
+            if g.article in test and len(g.f1):
+                held[n] = float(g.f1[int(np.argmax(_matrix(g, vocab) @ w))])
+    table: dict[str, Any] = {}
+    n = 0
+    for setting, gs in groups.items():
+        by: dict[str, list[tuple[float, float]]] = {}
+        for g in gs:
+            by.setdefault(g.qtype, []).append((held.get(n, 0.0), g.rule_f1))
+            n += 1
+        table[setting] = {t: {"n": len(v), "learned": 100 * float(np.mean([a for a, _ in v])),
+                              "rule": 100 * float(np.mean([b for _, b in v]))} for t, v in sorted(by.items())}
+    w = fit_spans(pooled, vocab)
+    weights = {k: round(float(w[i]), 4) for k, i in vocab.items() if abs(w[i]) > 1e-6}
+    return weights, table
 
 
 def accuracy(tabs: list[Table], w: np.ndarray) -> float:
@@ -98,9 +193,16 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     encoder = load_encoder(settings.embedding_model, settings.embedding_threads)
     tune: dict[str, list[Table]] = {}
+    spans: dict[str, list[SpanGroup]] = {}
     for es in load_dataset(args.xquad, {}, ("same", "cross")):
         service = QAService(build(list(es.docs or ()), encoder, settings, clean=False), encoder, settings)
         tune[es.setting] = tables(service, es.items)
+        if es.setting in ("en→en", "ru→ru"):
+            spans[es.setting] = span_groups(service, es.items)
+    span_weights, span_table = span_report(spans)
+    SPAN_WEIGHTS.write_text(json.dumps({"fitted_on": "XQuAD dev, en→en and ru→ru (python -m qa.tuning)",
+                                        "weights": span_weights}, ensure_ascii=False, indent=0) + "\n",
+                            encoding="utf-8")
     from qa.sources import load_documents
 
     langs = {d.doc_id: d.lang for d in load_documents(settings.sources_dir)}
@@ -120,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     pooled = [t for v in tune.values() for t in v]
     fit = fit_confidence(pooled, base.vector(), FEATURES.index("lexical"))
     result = {"confidence_fit": fit, "features": FEATURES, "current": asdict(base), "current_accuracy": current,
-              "oracle": {k: oracle(v) for k, v in {**tune, **check}.items()}, "top": rows[:25]}
+              "oracle": {k: oracle(v) for k, v in {**tune, **check}.items()}, "top": rows[:25],
+              "short_answers": span_table}
     (args.out / "answer-tuning.json").write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     _write_md(result, args.out / "answer-tuning.md")
     print((args.out / "answer-tuning.md").read_text(encoding="utf-8"))
@@ -142,6 +245,15 @@ def _write_md(result: dict[str, Any], path: Path) -> None:
     for r in result["top"]:
         lines.append("| " + " | ".join([*(str(r[k]) for k in GRID), f"{r['mean']:.3f}",
                                         *(f"{r[k]:.3f}" for k in settings)]) + " |")
+    lines += ["", "## Short answers: the phrase model against the typed-shape rule", "",
+              "F1 of the short answer inside the answer the system gave (0 when that answer misses the gold), "
+              "by question type. *learned*: the phrase model of qa/spans.py, fitted on the other articles "
+              "(4 folds by article); *rule*: the nearest span of the asked shape (dates, figures, names), or the "
+              "whole answer for types without one. The answer step uses the model for the types in "
+              "`LEARNED_SHORT` (qa/answering.py).", "",
+              "| setting | type | questions | learned F1 | rule F1 |", "|---|---|---|---|---|"]
+    for setting, by in result["short_answers"].items():
+        lines += [f"| {setting} | {t} | {v['n']} | {v['learned']:.1f} | {v['rule']:.1f} |" for t, v in by.items()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

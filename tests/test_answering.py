@@ -182,3 +182,45 @@ def test_disagreeing_sources_are_both_cited_newest_first(tmp_path, encoder):
     assert [c.doc_id for c in a.citations] == ["alpha-2024", "alpha-2019"]
     assert a.short_answer == "95"
     assert a.answer == a.citations[0].quote
+
+
+# ---- the learned short-answer phrase model (qa/spans.py) ----
+
+def _matched(question: str, sentence: str) -> tuple[list, set[int]]:
+    from qa.text import word_tokens
+
+    tokens = word_tokens(sentence)
+    q = {st for _a, _b, st in word_tokens(question) if st}
+    return tokens, {i for i, (_a, _b, st) in enumerate(tokens) if st and st in q}
+
+
+def test_span_matrix_features_by_hand():
+    from qa.spans import SPAN_BASE, span_matrix
+
+    sentence = "The park was opened by Sergey Sobyanin; it makes chips."
+    tokens, matched = _matched("Who opened the park?", sentence)
+    first, last, x = span_matrix(sentence, tokens, matched)
+    spans = {(sentence[tokens[i][0]:tokens[j][1]]): row for row, (i, j) in enumerate(zip(first, last, strict=True))}
+    col = {n: c for c, n in enumerate(SPAN_BASE)}
+    assert "Sergey Sobyanin" in spans and "it makes" in spans
+    assert not any(";" in s for s in spans)  # never across strong punctuation
+    name = x[spans["Sergey Sobyanin"]]
+    assert name[col["L2"]] == 1 and name[col["ov0"]] == 1 and name[col["cap"]] == 1
+    assert name[col["d2"]] == 1  # "opened" is two words before it ("by" in between)
+    assert name[col["hasleft"]] == 1 and name[col["hasright"]] == 0
+    assert name[col["pa"]] == 1 and name[col["t_eq_person"]] == 1
+    opened = x[spans["opened by"]]
+    assert opened[col["ov"]] == 0.5 and opened[col["stopl"]] == 1 and opened[col["prev_m"]] == 0
+
+
+@pytest.mark.parametrize(("question", "sentence", "qtype", "expected"), [
+    ("Who opened the park?", "The park was opened by Sergey Sobyanin in 2015.", "person", "Sergey Sobyanin"),
+    ("Кто открыл технопарк?", "Технопарк открыл мэр Москвы Сергей Собянин в 2015 году.", "person", "Сергей Собянин"),
+])
+def test_shipped_span_model_picks_the_name(question, sentence, qtype, expected):
+    from qa.spans import SpanScorer, question_word
+
+    tokens, matched = _matched(question, sentence)
+    pick = SpanScorer.load().best(sentence, tokens, matched, qtype, question_word(question))
+    assert pick is not None and expected in sentence[pick.start:pick.end]
+    assert len(sentence[pick.start:pick.end].split()) <= 4
