@@ -1,0 +1,147 @@
+"""Bounded loopback load test of the HTTP API.
+
+    python bench/load.py --clients 50 --duration 60 [--url http://127.0.0.1:8000] [--out FILE]
+
+Without ``--url`` it starts ``uvicorn server:app`` on a free loopback port (a private
+question log in a temporary directory; ``--env KEY=VALUE`` passes settings such as a
+higher rate limit), waits for ``/readyz`` and stops the server afterwards. Each client
+asks the project's eval-set questions (English and Russian, in a fixed order) one
+after another, as fast as answers come back, for ``--duration`` seconds. Prints and
+writes requests/s, latency p50/p95/p99 and errors by kind (any non-2xx status or
+transport error counts). Only 127.0.0.1 is allowed as a target: the test is bounded
+in clients and time, and it is not for other people's servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_CLIENTS = 200
+MAX_DURATION = 300.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100) of ``values``; 0 for none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def questions() -> list[str]:
+    rows = [json.loads(line) for line in (ROOT / "eval" / "technopolis.jsonl").read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+    return [r["question"] for r in rows]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(env_overrides: dict[str, str], workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "QA_DB_PATH": str(workdir / "load.sqlite3"), **env_overrides}
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "server:app", "--host", "127.0.0.1", "--port", str(port),
+                             "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with code {proc.returncode} before it was ready")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    proc.terminate()
+    raise SystemExit("the server was not ready within 180 s")
+
+
+async def run(url: str, clients: int, duration: float, path: str = "/api/ask") -> dict[str, object]:
+    qs = questions()
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    stop = time.monotonic() + duration
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as http:
+        # one warm-up request, not counted
+        await http.post(path, json={"question": qs[0]})
+
+        async def client(n: int) -> None:
+            i = n
+            while time.monotonic() < stop:
+                q = qs[i % len(qs)]
+                i += clients
+                t0 = time.perf_counter()
+                try:
+                    r = await http.post(path, json={"question": q})
+                    if r.status_code >= 300:
+                        errors[f"HTTP {r.status_code}"] += 1
+                        continue
+                except httpx.HTTPError as exc:
+                    errors[type(exc).__name__] += 1
+                    continue
+                latencies.append((time.perf_counter() - t0) * 1000)
+
+        t_start = time.perf_counter()
+        await asyncio.gather(*(client(n) for n in range(clients)))
+        elapsed = time.perf_counter() - t_start
+    return {
+        "clients": clients, "duration_s": round(elapsed, 1), "requests": len(latencies) + sum(errors.values()),
+        "ok": len(latencies), "errors": dict(errors), "error_count": sum(errors.values()),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "latency_ms": {f"p{q}": round(percentile(latencies, q), 1) for q in (50, 95, 99)},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--url", help="an already running server on 127.0.0.1 (default: start one)")
+    ap.add_argument("--clients", type=int, nargs="+", default=[50], help="concurrent clients (several: one run each)")
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds per run")
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="setting for the started server")
+    ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = ap.parse_args(argv)
+    if any(not 1 <= c <= MAX_CLIENTS for c in args.clients) or not 0 < args.duration <= MAX_DURATION:
+        ap.error(f"clients must be 1..{MAX_CLIENTS} and duration 0..{MAX_DURATION:.0f} s")
+    if args.url and urlparse(args.url).hostname not in ("127.0.0.1", "localhost"):
+        ap.error("only a loopback server (127.0.0.1) may be load-tested")
+    overrides = dict(kv.split("=", 1) for kv in args.env)
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = (None, args.url) if args.url else start_server(overrides, Path(tmp))
+        try:
+            results = []
+            for c in args.clients:
+                res = asyncio.run(run(url, c, args.duration))
+                print(json.dumps(res, ensure_ascii=False), flush=True)
+                results.append(res)
+        finally:
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=30)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"cpus": os.cpu_count(), "runs": results}, indent=1) + "\n", encoding="utf-8")
+    return 1 if any(r["error_count"] for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
