@@ -276,7 +276,9 @@ class Extractor:
         tokens = word_tokens(sent)
         matched = {i for i, (_a, _b, st) in enumerate(tokens) if st and st in q_terms}
         if qtype in LEARNED_SHORT:
-            pick = self.spans.best(sent, tokens, matched, qtype, wh)
+            # every feature of the phrase model is placed relative to the question's words:
+            # with none in the sentence (an answer across languages) it has nothing to go on
+            pick = self.spans.best(sent, tokens, matched, qtype, wh) if matched else None
         else:
             pick = self.closest_typed(sent, tokens, matched, qtype, q_terms)
         return (start + pick.start, start + pick.end) if pick else None

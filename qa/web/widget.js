@@ -147,10 +147,10 @@
   };
 
   var STARTERS = [
-    { lang: 'en', text: 'When was Technopolis Moscow founded?' },
-    { lang: 'en', text: 'What does Technopolis Moscow produce?' },
-    { lang: 'ru', text: 'Сколько технопарков работает в Москве?' },
-    { lang: 'ru', text: 'Какие компании стали резидентами Технополиса?' }
+    { lang: 'en', text: 'Where is Technopolis Moscow located?' },
+    { lang: 'en', text: 'What incentives do Technopolis residents get?' },
+    { lang: 'ru', text: 'Когда был основан Технополис Москва?' },
+    { lang: 'ru', text: 'Сколько новых рабочих мест появилось в компаниях-резидентах в 2024 году?' }
   ];
 
   function normLang(l) {
