@@ -124,6 +124,13 @@ class Extractor:
         self._df = np.diff(index.bm25.scores["indptr"])
         self._vocab = index.bm25.vocab_dict
         self._n = max(1, len(index.chunks))
+        # What a sentence range is, whatever the question: its content stems, whether it is
+        # a heading, its spans of each shape (with their stems). Worked out on first use and
+        # kept (two thirds of an answer's time went to redoing it for every question); plain
+        # dicts, as a lost race between threads only computes the same value twice.
+        self._stems: dict[tuple[str, int, int], frozenset[str]] = {}
+        self._heading: dict[tuple[str, int, int], bool] = {}
+        self._shapes: dict[tuple[str, int, int, str], list[tuple[Candidate, frozenset[str]]]] = {}
 
     def idf(self, stem: str) -> float:
         """BM25's IDF over chunks; a word no chunk has is as rare as it gets."""
@@ -133,6 +140,22 @@ class Extractor:
 
     def question_terms(self, text: str) -> dict[str, float]:
         return {t: self.idf(t) for t in tokenize(text)}
+
+    def sentence_stems(self, doc_id: str, a: int, b: int) -> frozenset[str]:
+        key = (doc_id, a, b)
+        if key not in self._stems:
+            self._stems[key] = frozenset(st for _a, _b, st in word_tokens(self.index.docs[doc_id].text[a:b]) if st)
+        return self._stems[key]
+
+    def typed_spans(self, doc_id: str, a: int, b: int, qtype: str, q_terms: dict[str, float]) -> list[Candidate]:
+        """Spans of the asked shape in the range (offsets into it) that are not just the
+        question's own words (a year the question names)."""
+        key = (doc_id, a, b, qtype)
+        if key not in self._shapes:
+            text = self.index.docs[doc_id].text[a:b]
+            self._shapes[key] = [(c, frozenset(st for _x, _y, st in word_tokens(text[c.start:c.end]) if st))
+                                 for c in typed_candidates(text, qtype)]
+        return [c for c, stems in self._shapes[key] if not stems or not stems <= q_terms.keys()]
 
     def table(self, passages: list[Passage], q_terms: dict[str, float], qtype: str, lang: str,
               qvec: np.ndarray) -> SentenceTable:
@@ -154,26 +177,20 @@ class Extractor:
         x[:, 0] = self.index.sentence_index.reconstruct_batch(np.array(rows, dtype=np.int64)) @ qvec
         mass = sum(q_terms.values()) or 1.0
         top = passages[0].score
-        # a sentence is read as itself and as its neighbours' context: tokenize each range once
-        cache: dict[tuple[str, int, int], set[str]] = {}
-
-        def stems_of(doc_id: str, a: int, b: int) -> set[str]:
-            if (doc_id, a, b) not in cache:
-                cache[doc_id, a, b] = {st for _a, _b, st in word_tokens(self.index.docs[doc_id].text[a:b]) if st}
-            return cache[doc_id, a, b]
-
+        stems_of = self.sentence_stems
         for i, row in enumerate(rows):
             doc_id, a, b, slang, pscore = seen[row]
-            text = self.index.docs[doc_id].text
-            sent = text[a:b]
             stems = stems_of(doc_id, a, b)
             x[i, 1] = sum(v for t, v in q_terms.items() if t in stems) / mass
             x[i, 2] = pscore - top
-            if qtype in TYPED and self._typed(sent, qtype, q_terms):
+            if qtype in TYPED and self.typed_spans(doc_id, a, b, qtype, q_terms):
                 x[i, 3] = 1.0
                 x[i, 4] = float(qtype in SHAPED)
             x[i, 5] = float(slang == lang)
-            x[i, 6] = float(_is_heading(text, a, b))
+            key = (doc_id, a, b)
+            if key not in self._heading:
+                self._heading[key] = _is_heading(self.index.docs[doc_id].text, a, b)
+            x[i, 6] = float(self._heading[key])
             window = set(stems)
             for nb in (row - 1, row + 1):
                 if 0 <= nb < len(self.index.sentences) and self.index.sentences[nb][0] == self.index.sentences[row][0]:
@@ -250,14 +267,14 @@ class Extractor:
             return start, _list_end(text, end)
         by_row = {r: k for k, r in enumerate(t.rows)}
         mass = sum(q_terms.values()) or 1.0
-        own = {st for _a, _b, st in word_tokens(text[start:end]) if st}
+        own = self.sentence_stems(doc_id, start, end)
         choice, best_gain = None, 0.0
         for row in (t.rows[i] - 1, t.rows[i] + 1):
             k = by_row.get(row)
             if k is None or t.spans[k][0] != doc_id or t.x[k, 6]:
                 continue
             _d, a, b, _l = t.spans[k]
-            stems = {st for _a, _b, st in word_tokens(text[a:b]) if st}
+            stems = self.sentence_stems(doc_id, a, b)
             gain = sum(v for w, v in q_terms.items() if w in stems and w not in own) / mass
             needs_shape = qtype in SHAPED and not t.x[i, 4] and bool(t.x[k, 4])
             close = scores[k] >= scores[i] - self.weights.adjacent_margin
