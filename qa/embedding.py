@@ -9,6 +9,7 @@ it through ``QA_EMBEDDING_MODEL``. Nothing is downloaded at run time.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -140,3 +141,52 @@ def encode(model: Any, texts: list[str], batch_size: int = 64, progress: bool = 
         show_progress_bar=progress,
     )
     return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+class EmbeddingCache:
+    """Vectors of texts already embedded, by SHA-256 of model id + text, kept in one
+    ``.npz`` file per model: a rebuild after a source edit embeds only the chunks and
+    sentences whose text changed. Written to a temporary file and renamed, so a killed
+    build leaves the previous cache whole."""
+
+    def __init__(self, directory: Path, model_key: str) -> None:
+        digest = hashlib.sha256(model_key.encode("utf-8")).hexdigest()[:16]
+        self.path = directory / f"{digest}.npz"
+        self.model_key = model_key
+        self.vectors: dict[bytes, np.ndarray] = {}
+        self.hits = self.misses = 0
+        self.used: set[bytes] = set()
+        if self.path.exists():
+            try:
+                with np.load(self.path, allow_pickle=False) as z:
+                    self.vectors = dict(zip((bytes(k) for k in z["keys"]), z["vectors"], strict=True))
+            except (OSError, ValueError, KeyError):
+                self.vectors = {}  # a damaged cache is only lost time: start again
+
+    def key(self, text: str) -> bytes:
+        return hashlib.sha256((self.model_key + "\x00" + text).encode("utf-8")).digest()
+
+    def encode(self, model: Any, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """``encode`` with the cached rows reused and the new ones added."""
+        keys = [self.key(t) for t in texts]
+        self.used.update(keys)
+        missing = sorted({k: i for i, k in enumerate(keys) if k not in self.vectors}.values())
+        self.hits += len(texts) - len(missing)
+        self.misses += len(missing)
+        if missing:
+            fresh = encode(model, [texts[i] for i in missing], batch_size, progress)
+            for i, vec in zip(missing, fresh, strict=True):
+                self.vectors[keys[i]] = vec
+        if not texts:
+            return np.zeros((0, embedding_dim(model)), dtype=np.float32)
+        return np.ascontiguousarray(np.stack([self.vectors[k] for k in keys]), dtype=np.float32)
+
+    def save(self, keep: set[bytes] | None = None) -> None:
+        """Write the cache (only the ``keep`` keys when given: entries no build uses go)."""
+        items = [(k, v) for k, v in self.vectors.items() if keep is None or k in keep]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp.npz")
+        keys = np.array([k for k, _v in items], dtype="S32").reshape(-1)
+        vecs = np.stack([v for _k, v in items]) if items else np.zeros((0, 0), dtype=np.float32)
+        np.savez(tmp, keys=keys, vectors=vecs)
+        os.replace(tmp, self.path)

@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ import numpy as np
 from qa.chunking import chunk_document
 from qa.cleaning import CLEANING_VERSION, content_spans
 from qa.config import Settings
-from qa.embedding import embedding_dim, encode, load_encoder, model_id
+from qa.embedding import EmbeddingCache, embedding_dim, encode, load_encoder, model_id
 from qa.sources import load_documents, source_hashes
 from qa.text import SENTENCES_VERSION, tokenize
 from qa.types import Chunk, Document, Sentence, Span
@@ -120,10 +121,12 @@ def build(
     *,
     clean: bool = True,
     progress: Callable[[str], None] | None = None,
+    cache: EmbeddingCache | None = None,
 ) -> IndexData:
     """Build an in-memory index over ``docs``.
 
-    ``clean=False`` indexes whole texts (benchmark contexts have no site furniture).
+    ``clean=False`` indexes whole texts (benchmark contexts have no site furniture);
+    ``cache`` reuses the vectors of texts embedded before.
     """
     say = progress or (lambda _msg: None)
     chunks: list[Chunk] = []
@@ -136,8 +139,9 @@ def build(
     say(f"{len(docs)} documents -> {len(chunks)} chunks, {len(sentences)} sentences")
     batch = settings.embedding_batch_size
     show = progress is not None
-    chunk_vecs = encode(encoder, [c.text for c in chunks], batch, progress=show)
-    sent_vecs = encode(encoder, [s.text for s in sentences], batch, progress=show)
+    embed = partial(cache.encode, encoder) if cache is not None else partial(encode, encoder)
+    chunk_vecs = embed([c.text for c in chunks], batch, progress=show)
+    sent_vecs = embed([s.text for s in sentences], batch, progress=show)
     bm25 = bm25s.BM25()
     bm25.index([tokenize(c.text) for c in chunks], show_progress=False)
     doc_row = {d.doc_id: i for i, d in enumerate(docs)}
@@ -314,7 +318,11 @@ def build_on_disk(
         docs = load_documents(settings.sources_dir)
         hashes = source_hashes(settings.sources_dir)
         encoder = encoder or load_encoder(settings.embedding_model, settings.embedding_threads)
-        data = build(docs, encoder, settings, progress=progress)
+        cache = EmbeddingCache(index_dir / "embedding-cache", model_id(settings.embedding_model))
+        data = build(docs, encoder, settings, progress=progress, cache=cache)
+        if progress is not None:
+            progress(f"embeddings: {cache.misses} computed, {cache.hits} reused from the cache")
+        cache.save(keep=cache.used)  # what this build did not use is not kept
         builds = index_dir / "builds"
         builds.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=builds))
