@@ -4,42 +4,57 @@
 building the index first when it is missing or stale, and serves:
 
 - ``POST /api/ask``, ``GET /api/search``, ``GET /api/sources/{doc_id}``, ``POST /api/feedback``;
+- ``POST``/``GET /api/admin/reindex`` (with ``QA_ADMIN_TOKEN``): rebuild the index while serving;
 - ``GET /healthz`` (the process is up) and ``GET /readyz`` (the index is loaded);
 - the chat widget (``/widget.js``, ``/widget.css``) and its demo page (``/``);
 - the API docs at ``/docs`` and ``/redoc``, with their assets served locally (no CDN).
 
 Every question asked is logged with its answer in the SQLite database of ``qa/store.py``.
+A public widget gets junk, floods and attacks: every ``/api/`` request passes a per-client
+rate limit and a body size limit, asks and searches run within a deadline, client mistakes
+get a 4xx with a message, and the OpenAPI schema describes every error response.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import logging
 import re
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import qa
 from qa.answering import NOT_FOUND
 from qa.config import Settings
 from qa.embedding import default_threads
-from qa.index import MissingIndexError, StaleIndexError, build_on_disk, open_index
+from qa.index import BuildInProgress, IndexUnusable, MissingIndexError, StaleIndexError, build_on_disk, open_index
+from qa.limits import CpuRunner, Overloaded, RateLimiter
 from qa.pipeline import QAService
 from qa.questions import QuestionError, validate_question
+from qa.reindex import Reindexer
+from qa.sources import SourceError
 from qa.store import Store
 from qa.types import Answer
 
@@ -48,11 +63,12 @@ log = logging.getLogger("qa.server")
 WEB_DIR = Path(qa.__file__).resolve().parent / "web"
 MAX_HISTORY_TURNS = 10
 MAX_COMMENT_CHARS = 2000
-# Generous caps that only stop abuse; the question's own limit (Settings.max_question_chars)
-# is checked by validate_question with a clearer message.
+# A generous cap that only stops abuse (earlier answers sent back as history); questions
+# have their own limit, Settings.max_question_chars.
 MAX_TEXT_CHARS = 20_000
-MAX_BODY_BYTES = 1 << 20
 MAX_SEARCH_K = 50
+# Methods whose body is read (and so limited in size).
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 # What the demo page (and so the widget, which needs nothing more) may load: only this origin.
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -64,6 +80,14 @@ API_CSP = "default-src 'none'; frame-ancestors 'none'"
 # ------------------------------------------------------------------ request and response models
 
 _COMMENT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# What qa.questions.validate_question accepts, as a JSON-schema pattern: no control
+# characters (tab and newlines allowed) and at least one character that is not whitespace
+# (Python's str.isspace, listed). The limit on length is Settings.max_question_chars, put
+# into the schema per app (``_openapi``). tests/test_fuzz.py checks the two agree.
+_NOT_CONTROL = r"[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]"
+_NOT_SPACE = r"[^\u0000-\u0020\u007f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+QUESTION_PATTERN = f"^{_NOT_CONTROL}*{_NOT_SPACE}{_NOT_CONTROL}*$"
+COMMENT_PATTERN = f"^{_NOT_CONTROL}*$"
 
 
 def _plain_comment(value: str) -> str:
@@ -72,22 +96,64 @@ def _plain_comment(value: str) -> str:
     return value
 
 
+# A question (or search query): checked by validate_question in the handler, which says
+# what is wrong in words; the schema states the same rule. The hard cap also makes pydantic
+# refuse unpaired surrogates (not text; the encoder cannot take them).
+QuestionText = Annotated[str, Field(max_length=MAX_TEXT_CHARS, json_schema_extra={"pattern": QUESTION_PATTERN})]
+
+
 class Turn(BaseModel):
     """An earlier turn of the conversation; only its question is used (for follow-ups)."""
 
     model_config = ConfigDict(extra="forbid")
-    question: str = Field(max_length=MAX_TEXT_CHARS)
+    question: QuestionText
     answer: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
 
 
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    question: str = Field(max_length=MAX_TEXT_CHARS, examples=["When was Technopolis Moscow founded?"])
+    question: QuestionText = Field(examples=["When was Technopolis Moscow founded?"])
     lang: Literal["en", "ru", "auto"] = Field(
         default="auto", description="language of the reply's messages; auto: the question's language")
-    history: list[Turn | str] = Field(
+    history: list[Turn | QuestionText] = Field(
         default_factory=list, max_length=MAX_HISTORY_TURNS,
         description="earlier turns, oldest first: {question, answer?} objects or plain question strings")
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int] = Field(description="where: body, question, history, 0, …")
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx and 503: what went wrong, in words (a list for malformed requests)."""
+
+    detail: str | list[ErrorItem]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "starting", "failed"]
+    docs: int | None = None
+    chunks: int | None = None
+    detail: str | None = Field(default=None, description="why not ready, when loading the index failed")
+
+
+class ServingOut(BaseModel):
+    docs: int
+    chunks: int
+    built_at: str | None
+
+
+class ReindexOut(BaseModel):
+    state: Literal["idle", "running", "succeeded", "failed"]
+    started_at: str | None
+    finished_at: str | None
+    seconds: float | None
+    docs: int | None = Field(description="documents in the index this rebuild made")
+    chunks: int | None
+    error: str | None = Field(description="why the last rebuild failed (the previous index kept serving)")
+    serving: ServingOut | None = Field(description="the index answering now")
 
 
 class CitationOut(BaseModel):
@@ -144,7 +210,8 @@ class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     answer_id: str = Field(min_length=1, max_length=64)
     rating: Literal["up", "down"]
-    comment: Annotated[str, AfterValidator(_plain_comment)] | None = Field(default=None, max_length=MAX_COMMENT_CHARS)
+    comment: Annotated[str, AfterValidator(_plain_comment), Field(json_schema_extra={"pattern": COMMENT_PATTERN})] | None = \
+        Field(default=None, max_length=MAX_COMMENT_CHARS)
 
 
 class FeedbackOut(BaseModel):
@@ -189,12 +256,129 @@ def _error_text(err: dict[str, Any]) -> str:
 def _ready(request: Request) -> tuple[QAService, Store]:
     state = request.app.state
     if state.service is None or state.store is None:
-        raise HTTPException(503, "the service is starting: the index is not loaded yet", headers={"Retry-After": "5"})
+        detail = state.load_error or "the service is starting: the index is not loaded yet"
+        raise HTTPException(503, detail, headers={"Retry-After": "5"})
     return state.service, state.store
 
 
-# The loaded service and question log, or 503 while starting.
+# The loaded service and question log, or 503 while starting. Each request keeps the
+# service it started with, so a reindex swapping in a new one never changes it midway.
 Ready = Annotated[tuple[QAService, Store], Depends(_ready)]
+
+
+# ------------------------------------------------------------------ limits and headers
+
+
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again", "schema": {"type": "string"}}}
+_ERRORS: dict[int, dict[str, Any]] = {
+    401: {"description": "no valid admin token (Authorization: Bearer QA_ADMIN_TOKEN)"},
+    404: {"description": "not found"},
+    409: {"description": "a reindex is already running"},
+    413: {"description": "the request body is too large (Settings.max_body_bytes)"},
+    422: {"description": "invalid request: what is wrong, in words"},
+    429: {"description": "too many requests from this client (Settings.rate_limit_per_minute)", "headers": _RETRY_AFTER},
+    503: {"description": "not ready yet, or no answer in time (Settings.request_timeout_s)", "headers": _RETRY_AFTER},
+}
+
+
+# The admin token, when given (checked by the admin endpoints themselves: 404 while no
+# token is configured, 401 for a wrong one).
+BEARER = HTTPBearer(auto_error=False, description="the server's QA_ADMIN_TOKEN")
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, all with the ErrorOut body."""
+    return {code: {"model": ErrorOut, **_ERRORS[code]} for code in codes}
+
+
+class Guard:
+    """Outermost checks of every request, before any body is read or parsed: the per-client
+    rate limit on ``/api/``, the body size limit (declared or streamed), and the security
+    headers on every response (on errors too). Starlette's RequestBodyLimitMiddleware would
+    do the size limit, but answers in plain text; every error here is JSON with a message."""
+
+    def __init__(self, app: ASGIApp, *, limiter: RateLimiter, max_body: int) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        api = scope["path"].startswith("/api/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("X-Frame-Options", "DENY")
+                headers.setdefault("Referrer-Policy", "no-referrer")
+                if api:
+                    headers.setdefault("Content-Security-Policy", API_CSP)
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        if api and self.limiter.enabled:
+            client = scope.get("client")
+            wait = self.limiter.hit(client[0] if client else "unknown")
+            if wait:
+                retry = RateLimiter.retry_after(wait)
+                await JSONResponse({"detail": f"too many requests: try again in {retry} s"}, status_code=429,
+                                   headers={"Retry-After": retry})(scope, receive, send_with_headers)
+                return
+        if scope["method"] in BODY_METHODS:
+            body = await self._read_body(scope, receive)
+            if body is None:
+                await JSONResponse({"detail": f"the request body is larger than {self.max_body} bytes"},
+                                   status_code=413)(scope, receive, send_with_headers)
+                return
+            receive = _replay(body, receive)
+        await self.app(scope, receive, send_with_headers)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The whole body, or None when it is (or says it will be) over the limit."""
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_body):
+                return None
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: nothing to answer
+                return b""
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives the app the body already read, then waits as before."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def _limit_questions(node: Any, max_chars: int) -> None:
+    """Every question-text schema gets this app's length limit."""
+    if isinstance(node, dict):
+        if node.get("pattern") == QUESTION_PATTERN:
+            node["maxLength"] = min(max_chars, MAX_TEXT_CHARS)
+        for v in node.values():
+            _limit_questions(v, max_chars)
+    elif isinstance(node, list):
+        for v in node:
+            _limit_questions(v, max_chars)
 
 
 # ------------------------------------------------------------------ the app
@@ -213,8 +397,16 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
             state.store = Store(settings.db_path)
         try:
             if state.service is None:
-                state.service = await anyio.to_thread.run_sync(load_service, settings)
-            log.info("ready: %d documents, %d chunks", len(state.service.index.docs), len(state.service.index.chunks))
+                try:
+                    state.service = await anyio.to_thread.run_sync(load_service, settings)
+                except (IndexUnusable, SourceError) as e:
+                    # Never serve a damaged index: stay up, not ready, and say why (readyz,
+                    # and 503 on the API) until a reindex or `qa build` and a restart fix it.
+                    state.load_error = f"the index cannot be used: {e}"
+                    log.error("not ready: %s", state.load_error)
+            if state.service is not None:
+                log.info("ready: %d documents, %d chunks", len(state.service.index.docs),
+                         len(state.service.index.chunks))
             yield
         finally:
             if own_store:
@@ -226,35 +418,41 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
         version="0.1.0",
         description="Bilingual (EN + RU) extractive answers with exact citations over the bundled sources. "
                     "Answers are verbatim text from a source; every citation's `quote` equals "
-                    "`GET /api/sources/{doc_id}` text[start:end].",
+                    "`GET /api/sources/{doc_id}` text[start:end]. Every error is JSON `{\"detail\": …}`; "
+                    "`/api/` requests are rate-limited per client (429 with Retry-After).",
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.service = service
     app.state.store = store
-    # CPU-bound asks and searches: as many at a time as there are cores, the rest wait.
-    limiter = anyio.CapacityLimiter(default_threads())
+    app.state.load_error = None
+    # CPU-bound asks and searches: as many at a time as there are cores, the rest wait,
+    # each within the request deadline.
+    cpu = CpuRunner(default_threads(), settings.request_timeout_s)
 
+    def publish(new: QAService) -> None:
+        # One attribute assignment: requests already running keep the service they hold.
+        app.state.service = new
+        app.state.load_error = None
+
+    def encoder() -> Any:
+        if app.state.service is not None:
+            return app.state.service.retriever.encoder
+        from qa.embedding import load_encoder
+
+        return load_encoder(settings.embedding_model, settings.embedding_threads)
+
+    reindexer = Reindexer(settings, encoder, publish)
+    app.state.reindexer = reindexer
+
+    # Added first, so inside CORS: its 413 and 429 answers carry the CORS headers too, and a
+    # widget on another site can read them (and Retry-After).
+    app.add_middleware(Guard, limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+                       max_body=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-                           allow_headers=["Content-Type"], allow_credentials=False, max_age=600)
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            response: Response = JSONResponse({"detail": f"the request body is larger than {MAX_BODY_BYTES} bytes"},
-                                              status_code=413)
-        else:
-            response = await call_next(request)
-        headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Referrer-Policy", "no-referrer")
-        if request.url.path.startswith("/api/"):
-            headers.setdefault("Content-Security-Policy", API_CSP)
-            headers.setdefault("Cache-Control", "no-store")
-        return response
+                           allow_headers=["Content-Type"], expose_headers=["Retry-After"], allow_credentials=False,
+                           max_age=600)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -262,16 +460,44 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
         errors = [{"loc": list(e.get("loc", ())), "msg": _error_text(e), "type": e.get("type", "")} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            # FastAPI's "There was an error parsing the body" (this app raises no 400 itself):
+            # JSON that is not UTF-8, or nested deeper than the parser goes.
+            why = {UnicodeDecodeError: "not UTF-8 text", RecursionError: "nested too deeply"}.get(
+                type(exc.__cause__), type(exc.__cause__).__name__)
+            return JSONResponse({"detail": [{"loc": ["body"], "msg": f"the body is not valid JSON ({why})",
+                                             "type": "json_invalid"}]}, status_code=422)
+        if exc.status_code == 405:
+            # Starlette names only the first route's methods; a path with a route per method
+            # (GET and POST /api/admin/reindex) allows all of them.
+            allowed = {m for r in app.router.routes if isinstance(r, Route)
+                       and r.matches(request.scope)[0] == Match.PARTIAL for m in (r.methods or ())}
+            return JSONResponse({"detail": "Method Not Allowed"}, status_code=405,
+                                headers={"Allow": ", ".join(sorted(allowed))})
+        return await http_exception_handler(request, exc)
+
     def question_or_422(text: str, what: str = "question") -> str:
         try:
+            # The length as sent: what the schema's maxLength says.
+            if len(text) > settings.max_question_chars:
+                raise QuestionError(f"the question is too long ({len(text)} characters, at most "
+                                    f"{settings.max_question_chars})")
             return validate_question(text, settings.max_question_chars)
         except QuestionError as e:
             raise HTTPException(422, f"{what}: {e}" if what != "question" else str(e)) from e
 
+    async def on_cpu(fn: Callable[[], Any]) -> Any:
+        try:
+            return await cpu.run(fn)
+        except Overloaded as e:
+            raise HTTPException(503, f"the server is too busy to answer in time ({e}); try again shortly",
+                                headers={"Retry-After": "5"}) from e
+
     # -------------------------------------------------------------- API
 
-    @app.post("/api/ask", response_model=AnswerOut, tags=["api"],
-              responses={422: {"description": "invalid question"}, 503: {"description": "still loading"}})
+    @app.post("/api/ask", response_model=AnswerOut, tags=["api"], responses=_errors(413, 422, 429, 503))
     async def ask(body: AskRequest, loaded: Ready) -> dict[str, Any]:
         """Answer a question from the sources with citations, or decline in the reply's language."""
         service, store = loaded
@@ -296,25 +522,25 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
                 log.exception("could not log the question")
             return {**answer.to_json(), "answer_id": answer_id}
 
-        return await anyio.to_thread.run_sync(work, limiter=limiter)
+        return await on_cpu(work)
 
-    @app.get("/api/search", response_model=SearchOut, tags=["api"])
+    @app.get("/api/search", response_model=SearchOut, tags=["api"], responses=_errors(422, 429, 503))
     async def search(loaded: Ready,
-                     q: Annotated[str, Query(max_length=MAX_TEXT_CHARS, description="the query, EN or RU")],
+                     q: Annotated[str, Query(max_length=MAX_TEXT_CHARS, description="the query, EN or RU",
+                                             json_schema_extra={"pattern": QUESTION_PATTERN})],
                      k: Annotated[int, Query(ge=1, le=MAX_SEARCH_K, description="number of passages")] = 5,
                      ) -> dict[str, Any]:
         """Ranked passages (fused BM25 + dense retrieval) for a query."""
         service, _store = loaded
         query = question_or_422(q, "q")
-        passages = await anyio.to_thread.run_sync(partial(service.retriever.search, query, k, "fused"), limiter=limiter)
+        passages = await on_cpu(partial(service.retriever.search, query, k, "fused"))
         docs = service.index.docs
         results = [{"doc_id": p.chunk.doc_id, "chunk_id": p.chunk.chunk_id, "title": docs[p.chunk.doc_id].title,
                     "url": docs[p.chunk.doc_id].url, "lang": p.chunk.lang, "start": p.chunk.start, "end": p.chunk.end,
                     "text": p.chunk.text, "score": round(p.score, 6)} for p in passages]
         return {"query": query, "results": results}
 
-    @app.get("/api/sources/{doc_id}", response_model=SourceOut, tags=["api"],
-             responses={404: {"description": "no source with this id"}})
+    @app.get("/api/sources/{doc_id}", response_model=SourceOut, tags=["api"], responses=_errors(404, 429, 503))
     async def source(loaded: Ready, doc_id: str) -> dict[str, Any]:
         """A source's full text exactly as stored, which citation offsets index into."""
         service, _store = loaded
@@ -325,8 +551,7 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
         return {"doc_id": doc.doc_id, "title": doc.title, "url": doc.url, "lang": doc.lang, "date": doc.date,
                 "text": doc.text}
 
-    @app.post("/api/feedback", response_model=FeedbackOut, tags=["api"],
-              responses={404: {"description": "unknown answer_id"}})
+    @app.post("/api/feedback", response_model=FeedbackOut, tags=["api"], responses=_errors(404, 413, 422, 429, 503))
     async def feedback(body: FeedbackRequest, loaded: Ready) -> dict[str, Any]:
         """Rate an answer (a later rating of the same answer replaces the earlier one)."""
         _service, store = loaded
@@ -336,17 +561,58 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
             raise HTTPException(404, "unknown answer_id")
         return {"answer_id": body.answer_id, "rating": body.rating, "stored": True}
 
+    # -------------------------------------------------------------- admin
+
+    def admin(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
+        token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+        if not token:  # no token configured: the endpoint does not exist
+            raise HTTPException(404, "Not Found")
+        given = credentials.credentials if credentials else ""
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(401, "a valid admin token is required (Authorization: Bearer …)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    def reindex_status() -> dict[str, Any]:
+        current = app.state.service
+        serving = None if current is None else {
+            "docs": len(current.index.docs), "chunks": len(current.index.chunks),
+            "built_at": current.index.manifest.get("built_at")}
+        return {**reindexer.status().to_json(), "serving": serving}
+
+    @app.post("/api/admin/reindex", response_model=ReindexOut, status_code=202, tags=["admin"],
+              dependencies=[Depends(admin)], responses=_errors(401, 404, 409, 429))
+    async def start_reindex() -> dict[str, Any]:
+        """Rebuild the index from the sources in the background and swap it in when it is
+        loaded; questions keep being answered by the current index meanwhile."""
+        try:
+            reindexer.start()
+        except BuildInProgress as e:
+            raise HTTPException(409, f"a reindex is already running ({e})") from e
+        return reindex_status()
+
+    @app.get("/api/admin/reindex", response_model=ReindexOut, tags=["admin"], dependencies=[Depends(admin)],
+             responses=_errors(401, 404, 429))
+    async def get_reindex() -> dict[str, Any]:
+        """The last (or running) reindex and the index answering now."""
+        return reindex_status()
+
+    # -------------------------------------------------------------- ops
+
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"], responses={503: {"description": "not ready"}})
+    @app.get("/readyz", tags=["ops"], response_model=ReadyOut, response_model_exclude_none=True,
+             responses={503: {"model": ReadyOut, "description": "not ready: starting, or the index failed to load",
+                              "headers": _RETRY_AFTER}})
     async def readyz(request: Request) -> JSONResponse:
-        """200 once the index is loaded and the database open, 503 before."""
+        """200 once the index is loaded and the database open, 503 before (with the reason
+        when loading failed)."""
         state = request.app.state
         if state.service is None or state.store is None:
-            return JSONResponse({"status": "starting"}, status_code=503, headers={"Retry-After": "5"})
+            body = {"status": "failed", "detail": state.load_error} if state.load_error else {"status": "starting"}
+            return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
         index = state.service.index
         return JSONResponse({"status": "ready", "docs": len(index.docs), "chunks": len(index.chunks)})
 
@@ -367,6 +633,14 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
     async def widget_css() -> FileResponse:
         return asset("widget.css", "text/css; charset=utf-8")
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            _limit_questions(spec, settings.max_question_chars)
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

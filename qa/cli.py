@@ -54,12 +54,28 @@ def _ensure_index(settings: Settings, encoder: Any) -> Any:
         return open_index(settings)
 
 
+def _checked(text: str, settings: Settings, what: str = "question") -> str:
+    """The question or query as the server would take it, or ``QuestionError`` saying why not."""
+    from qa.questions import QuestionError, validate_question
+
+    try:
+        # Bytes in argv that are not UTF-8 arrive as lone surrogates: not text to search for.
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise QuestionError(f"the {what} is not valid UTF-8 text") from None
+    try:
+        return validate_question(text, settings.max_question_chars)
+    except QuestionError as e:
+        raise QuestionError(str(e).replace("the question", f"the {what}")) from None
+
+
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     from qa.retrieval import Retriever
 
-    query = args.query.strip()
-    if not query:
-        _err("the query is empty")
+    try:
+        query = _checked(args.query, settings, "query")
+    except ValueError as e:
+        _err(str(e))
         return EXIT_USAGE
     encoder = _load_encoder(settings)
     index = _ensure_index(settings, encoder)
@@ -85,12 +101,11 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from qa.pipeline import QAService
-    from qa.questions import QuestionError, validate_question
 
     try:
-        question = validate_question(args.question, settings.max_question_chars)
-        history = [validate_question(h, settings.max_question_chars) for h in args.history or []]
-    except QuestionError as e:
+        question = _checked(args.question, settings)
+        history = [_checked(h, settings) for h in args.history or []]
+    except ValueError as e:
         _err(str(e))
         return EXIT_USAGE
     encoder = _load_encoder(settings)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from qa.embedding import default_threads
@@ -53,3 +53,16 @@ class Settings(BaseSettings):
     # Origins of other sites that embed the widget and call the API from their pages
     # (CORS; a JSON list in QA_CORS_ORIGINS). The demo page is same-origin and needs none.
     cors_origins: list[str] = Field(default_factory=list)
+    # Requests a client (by IP address) may make to /api/ a minute, and how many of them
+    # may come at once (a token bucket, qa/limits.py); 0 turns the limit off. Behind a
+    # reverse proxy run uvicorn with --forwarded-allow-ips so the client is the visitor.
+    rate_limit_per_minute: int = Field(default=60, ge=0)
+    rate_limit_burst: int = Field(default=20, ge=1)
+    # An ask or search still unanswered after this many seconds (waiting for a core
+    # included) gets 503 instead of a hung connection; 0: no limit.
+    request_timeout_s: float = Field(default=10.0, ge=0.0)
+    # Largest request body accepted (bytes); larger ones get 413.
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    # Bearer token for POST/GET /api/admin/reindex (QA_ADMIN_TOKEN); unset: the endpoint
+    # does not exist (404).
+    admin_token: SecretStr | None = None

@@ -59,6 +59,10 @@ class CorruptIndexError(IndexUnusable):
     pass
 
 
+class BuildInProgress(RuntimeError):
+    """Another build of the same index directory holds the build lock."""
+
+
 @dataclass
 class IndexData:
     """Loaded index state. ``sentences`` is an int array (doc row, start, end) per sentence."""
@@ -278,10 +282,15 @@ def open_index(settings: Settings, verify: bool = True) -> IndexData:
 
 
 @contextlib.contextmanager
-def _build_lock(index_dir: Path) -> Iterator[None]:
+def build_lock(index_dir: Path, wait: bool = True) -> Iterator[None]:
+    """One build of ``index_dir`` at a time (readers never block). ``wait=False`` raises
+    ``BuildInProgress`` instead of waiting. The kernel drops the lock of a killed build."""
     index_dir.mkdir(parents=True, exist_ok=True)
     with (index_dir / ".build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time; readers never block
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise BuildInProgress(f"another build of {index_dir} is running") from None
         yield
 
 
@@ -310,11 +319,14 @@ def build_on_disk(
     settings: Settings,
     encoder: Any = None,
     progress: Callable[[str], None] | None = None,
+    *,
+    locked: bool = False,
 ) -> BuildSummary:
-    """Build the index of ``settings.sources_dir`` and publish it atomically."""
+    """Build the index of ``settings.sources_dir`` and publish it atomically
+    (``locked``: the caller already holds ``build_lock``)."""
     t0 = time.perf_counter()
     index_dir = settings.index_dir
-    with _build_lock(index_dir):
+    with contextlib.nullcontext() if locked else build_lock(index_dir):
         docs = load_documents(settings.sources_dir)
         hashes = source_hashes(settings.sources_dir)
         encoder = encoder or load_encoder(settings.embedding_model, settings.embedding_threads)

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 import server
 from qa import cli
+from qa.config import Settings
 from qa.pipeline import QAService
 from qa.store import Store, question_key
 
@@ -158,7 +159,7 @@ def test_history_limits(client):
 
 
 def test_oversized_body_is_413(client):
-    r = client.post("/api/ask", content=b'{"question": "' + b"x" * (server.MAX_BODY_BYTES + 1) + b'"}',
+    r = client.post("/api/ask", content=b'{"question": "' + b"x" * (Settings().max_body_bytes + 1) + b'"}',
                     headers={"Content-Type": "application/json"})
     assert r.status_code == 413
 
