@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -48,6 +49,22 @@ RU_OFF_TOPIC = "Какой рецепт борща?"
 ABSTAIN_THRESHOLD = "0.5"
 
 
+# Every page of these tests comes from 127.0.0.1: one client to the rate limit, which is
+# for one visitor (60 a minute by default), not for a test module full of them.
+MANY_VISITORS = {"QA_RATE_LIMIT_PER_MINUTE": "6000", "QA_RATE_LIMIT_BURST": "200"}
+
+# A source whose text, title and link try to run script in the widget and the source viewer.
+XSS_PAYLOADS = ['<script>window.__xss = "script"</script>', '<img src=x onerror="window.__xss = \'img\'">',
+                '<a href="javascript:window.__xss = \'link\'">the gate map</a>',
+                '<svg onload="window.__xss = \'svg\'"></svg>', '"><iframe srcdoc="<script>parent.__xss=1</script>">']
+XSS_TEXT = ("The Probe Laboratory of Technopark Alpha opened in April 2019 " + XSS_PAYLOADS[0] + " next to the north gate "
+            + XSS_PAYLOADS[1] + ".\n\nVisitors find it with " + XSS_PAYLOADS[2] + " and " + XSS_PAYLOADS[3]
+            + XSS_PAYLOADS[4] + ".\n")
+XSS_META = {"title": 'Probe <img src=x onerror="window.__xss = \'title\'"> notes', "lang": "en",
+            "url": "javascript:window.__xss = 'url'", "publisher": "<b>test</b>"}
+XSS_QUESTION = "When did the Probe Laboratory open?"
+
+
 def _require_browser() -> None:
     problem = None
     if not CHROMIUM.exists():
@@ -79,19 +96,16 @@ def _get(url: str) -> int:
         return 0
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory) -> Iterator[dict[str, Any]]:
+@contextlib.contextmanager
+def _serve(tmp: Path, env: dict[str, str]) -> Iterator[dict[str, Any]]:
     """``uvicorn server:app`` on a free loopback port with a private question database."""
-    _require_browser()
-    tmp = tmp_path_factory.mktemp("live")
     db = tmp / "qa.sqlite3"
     port = _free_port()
-    env = {**os.environ, "QA_DB_PATH": str(db), "QA_ABSTAIN_THRESHOLD": ABSTAIN_THRESHOLD, "HF_HUB_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
+    full_env = {**os.environ, "QA_DB_PATH": str(db), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **env}
     log_path = tmp / "server.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "server:app", "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                                cwd=PROJECT_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
@@ -107,6 +121,29 @@ def live_server(tmp_path_factory) -> Iterator[dict[str, Any]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory) -> Iterator[dict[str, Any]]:
+    """The server over the bundled sources and their index."""
+    _require_browser()
+    with _serve(tmp_path_factory.mktemp("live"), {"QA_ABSTAIN_THRESHOLD": ABSTAIN_THRESHOLD, **MANY_VISITORS}) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def xss_server(tmp_path_factory) -> Iterator[dict[str, Any]]:
+    """The server over the tiny test corpus plus a source full of markup and script."""
+    _require_browser()
+    tmp = tmp_path_factory.mktemp("xss")
+    sources = tmp / "sources"
+    shutil.copytree(PROJECT_ROOT / "tests" / "corpus", sources)
+    (sources / "xss-probe.txt").write_text(XSS_TEXT, encoding="utf-8")
+    (sources / "xss-probe.meta.json").write_text(json.dumps(XSS_META), encoding="utf-8")
+    env = {"QA_SOURCES_DIR": str(sources), "QA_INDEX_DIR": str(tmp / "index"), "QA_CHUNK_SIZE": "300",
+           "QA_CHUNK_OVERLAP": "60", "QA_ABSTAIN_THRESHOLD": "0", **MANY_VISITORS}
+    with _serve(tmp, env) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +167,10 @@ def shots(tmp_path_factory) -> Path:
 class Page:
     """One fresh browser context on the demo page, recording console errors (CSP reports among them)."""
 
-    def __init__(self, browser: Any, base: str, width: int = 1100, height: int = 800, locale: str = "en-US") -> None:
-        self.context = browser.new_context(viewport={"width": width, "height": height}, locale=locale)
+    def __init__(self, browser: Any, base: str, width: int = 1100, height: int = 800, locale: str = "en-US",
+                 bypass_csp: bool = False) -> None:
+        self.context = browser.new_context(viewport={"width": width, "height": height}, locale=locale,
+                                           bypass_csp=bypass_csp)
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
@@ -332,3 +371,53 @@ def test_missing_chromium_fails_in_ci_and_skips_elsewhere(monkeypatch, tmp_path)
     monkeypatch.setattr(sys.modules[__name__], "IN_CI", False)
     with pytest.raises(pytest.skip.Exception):
         _require_browser()
+
+
+def _no_script_ran(p: Page, dialogs: list[str]) -> None:
+    assert p.page.evaluate("typeof window.__xss") == "undefined"
+    assert dialogs == []
+    root = p.page.locator("#tqa-root")
+    for tag in ("script", "img", "iframe", "b", "svg[onload]"):
+        assert root.locator(tag).count() == 0, tag  # markup from the source never becomes elements
+    handlers = p.page.evaluate("[...document.querySelectorAll('*')].flatMap(e => [...e.attributes])"
+                               ".filter(a => a.name.startsWith('on')).map(a => a.name)")
+    assert handlers == []
+    assert p.page.locator('a[href^="javascript:"]').count() == 0
+
+
+@pytest.mark.parametrize("bypass_csp", [False, True], ids=["page-csp", "no-csp"])
+def test_markup_in_sources_and_questions_is_shown_as_text_and_never_runs(browser, xss_server, bypass_csp):
+    """With the demo page's CSP, and without one (a partner page may have none): the widget
+    itself never turns text into markup."""
+    p = Page(browser, xss_server["url"], bypass_csp=bypass_csp)
+    dialogs: list[str] = []
+    p.page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    try:
+        p.open()
+        question = XSS_QUESTION + ' <img src=x onerror="window.__xss = \'question\'">'
+        data = p.ask(question)
+        assert not data["abstained"] and data["citations"][0]["doc_id"] == "xss-probe", data
+        assert "<script>" in data["answer"]
+        # the user's message, the answer and the citation title, character for character
+        assert p.page.locator(".tqa-msg-user").last.text_content() == question
+        assert p.last_bot().locator(".tqa-answer").text_content() == data["answer"]
+        assert XSS_META["title"] in p.last_bot().locator(".tqa-cite").first.text_content()
+        _no_script_ran(p, dialogs)
+
+        p.last_bot().locator(".tqa-cite").first.click()
+        mark = p.page.locator(".tqa-viewer mark.tqa-highlight")
+        mark.wait_for(timeout=ANSWER_MS)
+        assert mark.text_content() == data["citations"][0]["quote"]
+        assert p.page.locator(".tqa-viewer-title").text_content() == XSS_META["title"]
+        assert p.page.locator(".tqa-viewer-text").text_content() == XSS_TEXT
+        assert p.page.locator(".tqa-viewer-link").count() == 0  # a javascript: URL is not a link
+        _no_script_ran(p, dialogs)
+        p.page.keyboard.press("Escape")
+        p.page.reload()  # the conversation comes back from sessionStorage: still text
+        p.page.wait_for_selector("#tqa-root .tqa-msg-bot")
+        assert p.last_bot().locator(".tqa-answer").text_content() == data["answer"]
+        _no_script_ran(p, dialogs)
+        # a request for "x" would mean an <img src=x> was made somewhere
+        assert not [e for e in p.errors if "/x" in e or "Content Security Policy" in e], p.errors
+    finally:
+        p.close()
