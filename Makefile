@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM := false
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup build run test lint browser screenshots eval-gate eval-report retrieval-report clean-index
+.PHONY: setup build run test lint browser screenshots eval-gate eval-report retrieval-report clean-index fuzz load faults
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,12 +29,30 @@ run: build
 	$(BIN)/qa serve --host $(HOST) --port $(PORT)
 
 lint: setup
-	$(BIN)/ruff check server.py qa tests eval/check_eval_set.py
+	$(BIN)/ruff check server.py qa tests eval/check_eval_set.py bench/load.py
 
 test: setup lint
 	$(BIN)/python eval/check_eval_set.py > /dev/null
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory eval-gate
+
+# Reliability (README, "Reliability"). `make test` fuzzes each API operation with 200
+# examples; this goes deeper and prints operations, cases, 5xx and seconds (~1.5 min).
+FUZZ_EXAMPLES ?= 1000
+fuzz: setup
+	QA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py -s -k api -p no:cacheprovider
+
+# 50 clients for 60 s against a real server on the bundled sources (127.0.0.1 only). All
+# clients share one address, so the per-client rate limit is raised for this run.
+load: build
+	$(BIN)/python bench/load.py --clients 50 --duration 60 --out var/load.json \
+	  --env QA_RATE_LIMIT_PER_MINUTE=1000000 --env QA_RATE_LIMIT_BURST=10000
+
+# The fault tests: reindex while asked, failing and killed builds, damaged index at start,
+# killed server, concurrent writes (they run in `make test` too).
+faults: setup
+	$(BIN)/python -m pytest tests/test_reliability.py -v -p no:cacheprovider \
+	  -k "reindex or killed or damaged or failing or concurrent or in_flight or slow or abandoned"
 
 # Chromium and a font with Cyrillic for tests/test_browser.py, from Debian's packages
 # (Playwright's own browser download is never used). CI runs it; outside CI the browser

@@ -8,7 +8,8 @@ higher rate limit), waits for ``/readyz`` and stops the server afterwards. Each 
 asks the project's eval-set questions (English and Russian, in a fixed order) one
 after another, as fast as answers come back, for ``--duration`` seconds. Prints and
 writes requests/s, latency p50/p95/p99 and errors by kind (any non-2xx status or
-transport error counts). Only 127.0.0.1 is allowed as a target: the test is bounded
+transport error counts), and for a server it started, that every answer has its row in
+the question log. Only 127.0.0.1 is allowed as a target: the test is bounded
 in clients and time, and it is not for other people's servers.
 """
 
@@ -16,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -82,8 +85,8 @@ async def run(url: str, clients: int, duration: float, path: str = "/api/ask") -
     stop = time.monotonic() + duration
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as http:
-        # one warm-up request, not counted
-        await http.post(path, json={"question": qs[0]})
+        # one warm-up request, not counted (but logged by the server)
+        warm = await http.post(path, json={"question": qs[0]})
 
         async def client(n: int) -> None:
             i = n
@@ -106,6 +109,7 @@ async def run(url: str, clients: int, duration: float, path: str = "/api/ask") -
         elapsed = time.perf_counter() - t_start
     return {
         "clients": clients, "duration_s": round(elapsed, 1), "requests": len(latencies) + sum(errors.values()),
+        "answered_with_warmup": len(latencies) + (warm.status_code == 200),
         "ok": len(latencies), "errors": dict(errors), "error_count": sum(errors.values()),
         "requests_per_s": round(len(latencies) / elapsed, 1),
         "latency_ms": {f"p{q}": round(percentile(latencies, q), 1) for q in (50, 95, 99)},
@@ -125,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.url and urlparse(args.url).hostname not in ("127.0.0.1", "localhost"):
         ap.error("only a loopback server (127.0.0.1) may be load-tested")
     overrides = dict(kv.split("=", 1) for kv in args.env)
+    load_before = os.getloadavg()[0]
+    lost = 0
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = (None, args.url) if args.url else start_server(overrides, Path(tmp))
         try:
@@ -137,10 +143,19 @@ def main(argv: list[str] | None = None) -> int:
             if proc is not None:
                 proc.terminate()
                 proc.wait(timeout=30)
+        if proc is not None:
+            # Every answer the clients got has its row in the server's question log.
+            with contextlib.closing(sqlite3.connect(Path(tmp) / "load.sqlite3")) as db:
+                logged = db.execute("SELECT COUNT(*) FROM questions").fetchone()[0]
+            answered = sum(int(r["answered_with_warmup"]) for r in results)
+            lost = answered - logged
+            print(json.dumps({"answered": answered, "logged": logged, "lost": lost}), flush=True)
+            results[-1]["log_check"] = {"answered": answered, "logged": logged}
+    print(json.dumps({"loadavg_1min_before": round(load_before, 2), "loadavg_1min_after": round(os.getloadavg()[0], 2)}))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"cpus": os.cpu_count(), "runs": results}, indent=1) + "\n", encoding="utf-8")
-    return 1 if any(r["error_count"] for r in results) else 0
+    return 1 if lost or any(r["error_count"] for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -147,6 +147,19 @@ def xss_server(tmp_path_factory) -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
+def strict_server(tmp_path_factory, xss_server) -> Iterator[dict[str, Any]]:
+    """A server with the default burst but one request a minute after it, over the index
+    the XSS server built (so nothing is built again)."""
+    tmp = tmp_path_factory.mktemp("strict")
+    xss = xss_server["db"].parent
+    env = {"QA_SOURCES_DIR": str(xss / "sources"), "QA_INDEX_DIR": str(xss / "index"), "QA_CHUNK_SIZE": "300",
+           "QA_CHUNK_OVERLAP": "60", "QA_ABSTAIN_THRESHOLD": "0", "QA_RATE_LIMIT_PER_MINUTE": "1",
+           "QA_RATE_LIMIT_BURST": "2"}
+    with _serve(tmp, env) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
 def browser(live_server) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
@@ -419,5 +432,26 @@ def test_markup_in_sources_and_questions_is_shown_as_text_and_never_runs(browser
         _no_script_ran(p, dialogs)
         # a request for "x" would mean an <img src=x> was made somewhere
         assert not [e for e in p.errors if "/x" in e or "Content Security Policy" in e], p.errors
+    finally:
+        p.close()
+
+
+def test_a_visitor_over_the_rate_limit_is_told_when_to_try_again(browser, strict_server):
+    p = Page(browser, strict_server["url"])
+    try:
+        p.open()
+        assert not p.ask("When was Technopark Alpha founded?")["abstained"]
+        p.ask("Where is Technopark Alpha?")
+        with p.page.expect_response(lambda r: r.url.endswith("/api/ask")) as resp:
+            p.page.fill(".tqa-input", "And when was it founded?")
+            p.page.press(".tqa-input", "Enter")
+        assert resp.value.status == 429
+        seconds = int(resp.value.headers["retry-after"])
+        assert 1 <= seconds <= 60
+        error = p.page.locator(".tqa-error")
+        error.wait_for()
+        assert f"Please try again in {seconds} s." in error.locator(".tqa-error-text").text_content()
+        # the browser reports the 429 on the console; nothing else may be there
+        assert not [e for e in p.errors if "status of 429" not in e], p.errors
     finally:
         p.close()
