@@ -54,8 +54,9 @@ class Settings(BaseSettings):
     # (CORS; a JSON list in QA_CORS_ORIGINS). The demo page is same-origin and needs none.
     cors_origins: list[str] = Field(default_factory=list)
     # Requests a client (by IP address) may make to /api/ a minute, and how many of them
-    # may come at once (a token bucket, qa/limits.py); 0 turns the limit off. Behind a
-    # reverse proxy run uvicorn with --forwarded-allow-ips so the client is the visitor.
+    # may come at once (a token bucket, qa/limits.py); 0 turns the limit off. The client is
+    # the peer address, or X-Forwarded-For when the peer is a proxy uvicorn trusts (by
+    # default 127.0.0.1; a proxy elsewhere needs --forwarded-allow-ips).
     rate_limit_per_minute: int = Field(default=60, ge=0)
     rate_limit_burst: int = Field(default=20, ge=1)
     # An ask or search still unanswered after this many seconds (waiting for a core
