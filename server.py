@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import logging
+import math
 import re
 import sqlite3
 import time
@@ -273,6 +274,7 @@ _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying ag
 _ERRORS: dict[int, dict[str, Any]] = {
     401: {"description": "no valid admin token (Authorization: Bearer QA_ADMIN_TOKEN)"},
     404: {"description": "not found"},
+    408: {"description": "the request body did not arrive in time (Settings.request_timeout_s)"},
     409: {"description": "a reindex is already running"},
     413: {"description": "the request body is too large (Settings.max_body_bytes)"},
     422: {"description": "invalid request: what is wrong, in words"},
@@ -297,10 +299,11 @@ class Guard:
     headers on every response (on errors too). Starlette's RequestBodyLimitMiddleware would
     do the size limit, but answers in plain text; every error here is JSON with a message."""
 
-    def __init__(self, app: ASGIApp, *, limiter: RateLimiter, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, *, limiter: RateLimiter, max_body: int, body_timeout_s: float = 0.0) -> None:
         self.app = app
         self.limiter = limiter
         self.max_body = max_body
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -328,7 +331,15 @@ class Guard:
                                    headers={"Retry-After": retry})(scope, receive, send_with_headers)
                 return
         if scope["method"] in BODY_METHODS:
-            body = await self._read_body(scope, receive)
+            body: bytes | None = None
+            # A client trickling its body in holds a connection: it gets the same deadline
+            # as an answer.
+            with anyio.move_on_after(self.body_timeout_s or math.inf) as reading:
+                body = await self._read_body(scope, receive)
+            if reading.cancelled_caught:
+                await JSONResponse({"detail": f"the request body did not arrive within {self.body_timeout_s:g} s"},
+                                   status_code=408)(scope, receive, send_with_headers)
+                return
             if body is None:
                 await JSONResponse({"detail": f"the request body is larger than {self.max_body} bytes"},
                                    status_code=413)(scope, receive, send_with_headers)
@@ -448,7 +459,7 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
     # Added first, so inside CORS: its 413 and 429 answers carry the CORS headers too, and a
     # widget on another site can read them (and Retry-After).
     app.add_middleware(Guard, limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
-                       max_body=settings.max_body_bytes)
+                       max_body=settings.max_body_bytes, body_timeout_s=settings.request_timeout_s)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"], expose_headers=["Retry-After"], allow_credentials=False,
@@ -497,7 +508,7 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
 
     # -------------------------------------------------------------- API
 
-    @app.post("/api/ask", response_model=AnswerOut, tags=["api"], responses=_errors(413, 422, 429, 503))
+    @app.post("/api/ask", response_model=AnswerOut, tags=["api"], responses=_errors(408, 413, 422, 429, 503))
     async def ask(body: AskRequest, loaded: Ready) -> dict[str, Any]:
         """Answer a question from the sources with citations, or decline in the reply's language."""
         service, store = loaded
@@ -551,7 +562,7 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
         return {"doc_id": doc.doc_id, "title": doc.title, "url": doc.url, "lang": doc.lang, "date": doc.date,
                 "text": doc.text}
 
-    @app.post("/api/feedback", response_model=FeedbackOut, tags=["api"], responses=_errors(404, 413, 422, 429, 503))
+    @app.post("/api/feedback", response_model=FeedbackOut, tags=["api"], responses=_errors(404, 408, 413, 422, 429, 503))
     async def feedback(body: FeedbackRequest, loaded: Ready) -> dict[str, Any]:
         """Rate an answer (a later rating of the same answer replaces the earlier one)."""
         _service, store = loaded
@@ -580,7 +591,7 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
         return {**reindexer.status().to_json(), "serving": serving}
 
     @app.post("/api/admin/reindex", response_model=ReindexOut, status_code=202, tags=["admin"],
-              dependencies=[Depends(admin)], responses=_errors(401, 404, 409, 429))
+              dependencies=[Depends(admin)], responses=_errors(401, 404, 408, 409, 413, 429))
     async def start_reindex() -> dict[str, Any]:
         """Rebuild the index from the sources in the background and swap it in when it is
         loaded; questions keep being answered by the current index meanwhile."""

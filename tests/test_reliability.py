@@ -139,6 +139,31 @@ def test_a_streamed_body_over_the_limit_is_413(make_client):
     assert ok.status_code == 200
 
 
+def test_a_body_trickling_in_gets_408_instead_of_holding_the_connection():
+    sent: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            pytest.fail("the app was reached")
+
+        async def receive() -> dict[str, Any]:
+            await anyio.sleep(0.2)  # one byte every 0.2 s
+            return {"type": "http.request", "body": b"{", "more_body": True}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        guard = server.Guard(app, limiter=RateLimiter(0, 1), max_body=1 << 20, body_timeout_s=0.5)
+        scope = {"type": "http", "method": "POST", "path": "/api/ask", "headers": [(b"content-type", b"application/json")],
+                 "client": ("198.51.100.7", 1)}
+        with anyio.fail_after(5):
+            await guard(scope, receive, send)
+
+    anyio.run(main)
+    assert sent[0]["status"] == 408 and json.loads(sent[1]["body"]) == {
+        "detail": "the request body did not arrive within 0.5 s"}
+
+
 def test_the_length_limit_counts_what_was_sent(make_client):
     client = make_client(max_question_chars=50)
     assert client.post("/api/ask", json={"question": "a" * 50}).status_code == 200
