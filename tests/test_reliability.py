@@ -253,14 +253,18 @@ def test_a_cross_origin_widget_can_read_429_and_retry_after(make_client):
 def test_a_slow_answer_is_503_not_a_hung_connection(make_client, monkeypatch):
     client = make_client(request_timeout_s=0.3)
     service = client.app.state.service
-    monkeypatch.setattr(service, "ask", lambda *a, **k: time.sleep(1.5))
-    monkeypatch.setattr(service.retriever, "search", lambda *a, **k: time.sleep(1.5))
-    for call in (lambda: client.post("/api/ask", json={"question": ASK}),
-                 lambda: client.get("/api/search", params={"q": "Alpha"})):
-        t0 = time.perf_counter()
-        r = call()
-        assert r.status_code == 503 and time.perf_counter() - t0 < 1.2
-        assert "too busy to answer in time" in r.json()["detail"] and r.headers["retry-after"] == "5"
+    stuck = threading.Event()  # an answer that would take a minute
+    monkeypatch.setattr(service, "ask", lambda *a, **k: stuck.wait(60))
+    monkeypatch.setattr(service.retriever, "search", lambda *a, **k: stuck.wait(60))
+    try:
+        for call in (lambda: client.post("/api/ask", json={"question": ASK}),
+                     lambda: client.get("/api/search", params={"q": "Alpha"})):
+            t0 = time.perf_counter()
+            r = call()
+            assert r.status_code == 503 and time.perf_counter() - t0 < 30
+            assert "too busy to answer in time" in r.json()["detail"] and r.headers["retry-after"] == "5"
+    finally:
+        stuck.set()
 
 
 def test_work_abandoned_while_queued_is_skipped():
@@ -288,8 +292,9 @@ def test_work_abandoned_while_queued_is_skipped():
 
     results = anyio.run(main)
     assert all(isinstance(r, Overloaded) for r in results)
-    time.sleep(0.8)  # the running job finishes in its thread; the queued one never runs
-    assert ran == ["slow"]
+    _wait_until(lambda: "slow" in ran, 30)  # the running job finishes in its thread...
+    time.sleep(0.3)
+    assert ran == ["slow"]  # ...and the queued one never runs
 
 
 # ------------------------------------------------------------------ CORS and headers
