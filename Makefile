@@ -51,7 +51,7 @@ load: build
 # The fault tests: reindex while asked, failing and killed builds, damaged index at start,
 # killed server, concurrent writes (they run in `make test` too).
 faults: setup
-	$(BIN)/python -m pytest tests/test_reliability.py -v -p no:cacheprovider \
+	$(BIN)/python -m pytest tests/test_reliability.py -v -s -p no:cacheprovider \
 	  -k "reindex or killed or damaged or failing or concurrent or in_flight or slow or abandoned"
 
 # Chromium and a font with Cyrillic for tests/test_browser.py, from Debian's packages

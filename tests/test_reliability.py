@@ -398,9 +398,12 @@ def test_concurrent_asks_and_feedback_lose_nothing(make_client, tmp_path):
         t.start()
     for t in pool:
         t.join()
-    assert failures == []
     db = tmp_path / "qa.sqlite3"
     n = threads * per_thread
+    print(f"\nconcurrent writes: {threads} threads x {per_thread} asks + feedback: {len(failures)} failed, "
+          f"rows {_rows(db, 'SELECT COUNT(*) FROM questions')[0][0]} questions, "
+          f"{_rows(db, 'SELECT COUNT(*) FROM feedback')[0][0]} feedback (expected {n} each)")
+    assert failures == []
     assert _rows(db, "SELECT COUNT(*), COUNT(DISTINCT answer_id), COUNT(DISTINCT question) FROM questions") == [(n, n, n)]
     assert _rows(db, "SELECT COUNT(*), SUM(rating = 'up') FROM feedback") == [(n, n // 2)]
 
@@ -460,6 +463,9 @@ def test_the_database_survives_a_killed_server(tiny_index, tmp_path):
         proc.send_signal(signal.SIGKILL)  # no shutdown, no checkpoint: the WAL is all there is
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
+    print(f"\nkilled server: {len(ids)} answers and 6 ratings given, then SIGKILL; integrity_check "
+          f"{_rows(db, 'PRAGMA integrity_check')[0][0]}, {_rows(db, 'SELECT COUNT(*) FROM questions')[0][0]} questions "
+          f"and {_rows(db, 'SELECT COUNT(*) FROM feedback')[0][0]} ratings on disk")
     assert _rows(db, "PRAGMA integrity_check") == [("ok",)]
     assert sorted(r[0] for r in _rows(db, "SELECT answer_id FROM questions")) == sorted(ids)
     assert _rows(db, "SELECT COUNT(*) FROM feedback") == [(6,)]
@@ -515,11 +521,24 @@ def test_reindex_needs_the_token(admin_client, headers):
     assert admin_client.get("/api/admin/reindex", headers=AUTH).json()["state"] == "idle"
 
 
-def test_asks_during_a_reindex_all_succeed_and_the_new_index_is_swapped_in(admin_client, built):
+def test_asks_during_a_reindex_all_succeed_and_the_new_index_is_swapped_in(admin_client, built, monkeypatch):
     (built.sources_dir / "delta.txt").write_text("Technopark Delta opened a wind tunnel in 2024.", encoding="utf-8")
     old = admin_client.app.state.service
     stop = threading.Event()
     results: list[int] = []
+    real_build = qa.reindex.build_on_disk
+
+    def build_among_asks(*a: Any, **k: Any) -> Any:
+        # The tiny corpus builds in well under a second: make sure asks overlap the
+        # rebuild's start, its work and the moments before the swap.
+        n = len(results)
+        _wait_until(lambda: len(results) >= n + 10)
+        summary = real_build(*a, **k)
+        n = len(results)
+        _wait_until(lambda: len(results) >= n + 10)
+        return summary
+
+    monkeypatch.setattr(qa.reindex, "build_on_disk", build_among_asks)
 
     def visitor(q: str) -> None:
         while not stop.is_set():
@@ -540,6 +559,8 @@ def test_asks_during_a_reindex_all_succeed_and_the_new_index_is_swapped_in(admin
         stop.set()
         for t in pool:
             t.join()
+    print(f"\nreindex under asks: {len(results)} asks, {during} of them during the {status['seconds']} s rebuild, "
+          f"{len(results) - results.count(200)} failed")
     assert status["state"] == "succeeded" and status["error"] is None, status
     assert status["docs"] == 4 and status["serving"]["docs"] == 4 and status["seconds"] > 0
     assert during > 0 and results.count(200) == len(results), sorted(set(results))
