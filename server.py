@@ -229,7 +229,7 @@ def load_service(settings: Settings, progress: Callable[[str], None] | None = No
     from qa.embedding import load_encoder
 
     say = progress or log.warning
-    encoder = load_encoder(settings.embedding_model, settings.embedding_threads)
+    encoder = load_encoder(settings.embedding_model, settings.server_embedding_threads)
     try:
         index = open_index(settings)
     except (MissingIndexError, StaleIndexError) as e:
@@ -451,7 +451,7 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
             return app.state.service.retriever.encoder
         from qa.embedding import load_encoder
 
-        return load_encoder(settings.embedding_model, settings.embedding_threads)
+        return load_encoder(settings.embedding_model, settings.server_embedding_threads)
 
     reindexer = Reindexer(settings, encoder, publish)
     app.state.reindexer = reindexer

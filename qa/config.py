@@ -67,3 +67,8 @@ class Settings(BaseSettings):
     # Bearer token for POST/GET /api/admin/reindex (QA_ADMIN_TOKEN); unset: the endpoint
     # does not exist (404).
     admin_token: SecretStr | None = None
+    # BLAS threads of the server's encoder. The server answers one question per core at a
+    # time (qa/limits.py CpuRunner), and one thread a question is far faster than two:
+    # 150 against 10 answers/s on 2 cores (bench/load.py, 10 clients); it also leaves a
+    # core to visitors while a reindex embeds. `qa build` keeps embedding_threads.
+    server_embedding_threads: int = Field(default=1, ge=1)
