@@ -52,14 +52,14 @@ def questions() -> list[str]:
     return [r["question"] for r in rows]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
 def start_server(env_overrides: dict[str, str], workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "QA_DB_PATH": str(workdir / "load.sqlite3"), **env_overrides}
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "server:app", "--host", "127.0.0.1", "--port", str(port),
                              "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)

@@ -27,7 +27,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -156,16 +155,10 @@ def bench_library(quick: bool) -> dict:
     return {"questions": len(lat), **{f"p{q}": round(load.percentile(lat, q), 2) for q in (50, 95, 99)}}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def bench_http(clients: list[int], duration: float, workers: int, env: dict[str, str]) -> dict:
     """Start the server under ``/usr/bin/time -v`` (for its peak memory), run the load
     script's closed-loop clients against it, stop it."""
-    port = _free_port()
+    port = load.free_port()
     url = f"http://127.0.0.1:{port}"
     timer = ["/usr/bin/time", "-v"] if shutil.which("time") or Path("/usr/bin/time").exists() else []
     with tempfile.TemporaryDirectory() as tmp:

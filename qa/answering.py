@@ -152,10 +152,8 @@ class Extractor:
         question's own words (a year the question names)."""
         key = (doc_id, a, b, qtype)
         if key not in self._shapes:
-            text = self.index.docs[doc_id].text[a:b]
-            self._shapes[key] = [(c, frozenset(st for _x, _y, st in word_tokens(text[c.start:c.end]) if st))
-                                 for c in typed_candidates(text, qtype)]
-        return [c for c, stems in self._shapes[key] if not stems or not stems <= q_terms.keys()]
+            self._shapes[key] = _shapes_with_stems(self.index.docs[doc_id].text[a:b], qtype)
+        return _not_question_words(self._shapes[key], q_terms)
 
     def table(self, passages: list[Passage], q_terms: dict[str, float], qtype: str, lang: str,
               qvec: np.ndarray) -> SentenceTable:
@@ -247,13 +245,7 @@ class Extractor:
     @staticmethod
     def _typed(text: str, qtype: str, q_terms: dict[str, float]) -> list[Candidate]:
         """Typed spans that are not just the question's own words (a year the question names)."""
-        out = []
-        for c in typed_candidates(text, qtype):
-            stems = [st for _a, _b, st in word_tokens(text[c.start:c.end]) if st]
-            if stems and all(st in q_terms for st in stems):
-                continue
-            out.append(c)
-        return out
+        return _not_question_words(_shapes_with_stems(text, qtype), q_terms)
 
     def _extend(self, i: int, t: SentenceTable, scores: np.ndarray, qtype: str,
                 q_terms: dict[str, float]) -> tuple[int, int]:
@@ -319,6 +311,17 @@ class Extractor:
             return near * (1 - overlap) - 0.02 * max(0, len(inside) - 6)
 
         return max(cands, key=closeness)
+
+
+def _shapes_with_stems(text: str, qtype: str) -> list[tuple[Candidate, frozenset[str]]]:
+    """The spans of ``text`` of the shape ``qtype`` asks for, each with its content stems."""
+    return [(c, frozenset(st for _a, _b, st in word_tokens(text[c.start:c.end]) if st))
+            for c in typed_candidates(text, qtype)]
+
+
+def _not_question_words(spans: list[tuple[Candidate, frozenset[str]]], q_terms: dict[str, float]) -> list[Candidate]:
+    """Spans that are not made only of the question's own words."""
+    return [c for c, stems in spans if not stems or not stems <= q_terms.keys()]
 
 
 def _is_heading(text: str, start: int, end: int) -> bool:
