@@ -29,6 +29,7 @@ import bm25s
 import faiss
 import numpy as np
 
+from qa.ann import index_spec, make_index
 from qa.chunking import chunk_document
 from qa.cleaning import CLEANING_VERSION, content_spans
 from qa.config import Settings
@@ -110,14 +111,6 @@ def settings_fingerprint(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _flat_ip(vectors: np.ndarray) -> faiss.Index:
-    # Exact inner product on L2-normalized vectors = cosine. Corpus-size-dependent
-    # index types are chosen in a later step from measurements; Flat is exact.
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(vectors)
-    return index
-
-
 def build(
     docs: list[Document],
     encoder: Any,
@@ -154,7 +147,9 @@ def build(
         **settings_fingerprint(settings),
         "dim": embedding_dim(encoder),
         "metric": "cosine (inner product on L2-normalized vectors)",
-        "faiss_index": "IndexFlatIP",
+        # chosen by size (qa/ann.py): Flat for small sets, IVF-PQ with a refine step above
+        "faiss_index": {"chunks": index_spec(*chunk_vecs.shape).to_json(),
+                        "sentences": index_spec(*sent_vecs.shape).to_json()},
         "counts": {"docs": len(docs), "chunks": len(chunks), "sentences": len(sentences)},
         "doc_order": [d.doc_id for d in docs],
         "versions": _versions(),
@@ -163,8 +158,8 @@ def build(
         docs={d.doc_id: d for d in docs},
         chunks=chunks,
         sentences=sent_table,
-        chunk_index=_flat_ip(chunk_vecs),
-        sentence_index=_flat_ip(sent_vecs),
+        chunk_index=make_index(chunk_vecs),
+        sentence_index=make_index(sent_vecs),
         bm25=bm25,
         manifest=manifest,
     )
