@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM := false
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup build run test lint browser screenshots eval-gate eval-report retrieval-report clean-index fuzz load faults
+.PHONY: setup build run test lint browser screenshots eval-gate eval-report retrieval-report clean-index fuzz load faults bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,7 +29,7 @@ run: build
 	$(BIN)/qa serve --host $(HOST) --port $(PORT)
 
 lint: setup
-	$(BIN)/ruff check server.py qa tests eval/check_eval_set.py bench/load.py
+	$(BIN)/ruff check server.py qa tests eval/check_eval_set.py bench
 
 test: setup lint
 	$(BIN)/python eval/check_eval_set.py > /dev/null
@@ -47,6 +47,12 @@ fuzz: setup
 load: build
 	$(BIN)/python bench/load.py --clients 50 --duration 60 --out var/load.json \
 	  --env QA_RATE_LIMIT_PER_MINUTE=1000000 --env QA_RATE_LIMIT_BURST=10000
+
+# Every speed and memory figure of the README (its "Performance" table): embeddings
+# against the reference encoder, build times, library and HTTP latency, server memory
+# (~8 min; run it on an otherwise idle machine). Writes bench/results/run.json.
+bench: build
+	$(BIN)/python bench/run.py --env QA_RATE_LIMIT_PER_MINUTE=0 --readme README.md
 
 # The fault tests: reindex while asked, failing and killed builds, damaged index at start,
 # killed server, concurrent writes (they run in `make test` too).

@@ -224,11 +224,27 @@ class FeedbackOut(BaseModel):
 # ------------------------------------------------------------------ loading
 
 
+def _limit_threads(threads: int) -> None:
+    """Every thread pool of the process (BLAS, OpenMP, FAISS) to ``threads``.
+
+    The server already runs one question a core (qa/limits.py CpuRunner), and with
+    ``--workers`` one process a core. Left at their defaults, OpenBLAS and OpenMP start a
+    thread a core in every process for the small products of retrieval and answering,
+    and their idle threads spin: with 2 workers on 2 cores a lone question took 60 ms
+    instead of 14 (bench/run.py, 1 client)."""
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+    faiss.omp_set_num_threads(threads)
+
+
 def load_service(settings: Settings, progress: Callable[[str], None] | None = None) -> QAService:
     """Load the encoder and the index; build the index first when it is missing or stale."""
     from qa.embedding import load_encoder
 
     say = progress or log.warning
+    _limit_threads(settings.server_embedding_threads)
     encoder = load_encoder(settings.embedding_model, settings.server_embedding_threads)
     try:
         index = open_index(settings)
@@ -439,7 +455,7 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
     app.state.load_error = None
     # CPU-bound asks and searches: as many at a time as there are cores, the rest wait,
     # each within the request deadline.
-    cpu = CpuRunner(default_threads(), settings.request_timeout_s)
+    cpu = CpuRunner(settings.cpu_slots or default_threads(), settings.request_timeout_s)
 
     def publish(new: QAService) -> None:
         # One attribute assignment: requests already running keep the service they hold.
@@ -516,14 +532,17 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
         history = [question_or_422(h if isinstance(h, str) else h.question, f"history[{i}]")
                    for i, h in enumerate(body.history)]
 
-        def work() -> dict[str, Any]:
+        def work() -> tuple[Answer, float]:
             t0 = time.perf_counter()
             answer = service.ask(question, history)
             latency_ms = (time.perf_counter() - t0) * 1000
-            if body.lang != "auto":
-                answer = _in_language(answer, body.lang)
-            answer_id = uuid.uuid4().hex
-            first = answer.citations[0] if answer.citations else None
+            return (_in_language(answer, body.lang) if body.lang != "auto" else answer), latency_ms
+
+        answer, latency_ms = await on_cpu(work)
+        answer_id = uuid.uuid4().hex
+        first = answer.citations[0] if answer.citations else None
+
+        def log_question() -> None:
             try:
                 store.log_question(answer_id=answer_id, question=question, lang=answer.lang, abstained=answer.abstained,
                                    confidence=answer.confidence, latency_ms=latency_ms, answer=answer.answer,
@@ -531,9 +550,11 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
             except sqlite3.Error:
                 # The visitor still gets the answer; only its log row (and so feedback on it) is lost.
                 log.exception("could not log the question")
-            return {**answer.to_json(), "answer_id": answer_id}
 
-        return await on_cpu(work)
+        # Outside the CPU slot: a write waiting for the database lock (another worker
+        # writing) must not keep a core's slot idle (a tenth of a worker's time under load)
+        await anyio.to_thread.run_sync(log_question)
+        return {**answer.to_json(), "answer_id": answer_id}
 
     @app.get("/api/search", response_model=SearchOut, tags=["api"], responses=_errors(422, 429, 503))
     async def search(loaded: Ready,

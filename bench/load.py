@@ -111,12 +111,66 @@ async def run(url: str, clients: int, duration: float, path: str = "/api/ask",
                 latencies.append((time.perf_counter() - t0) * 1000)
 
         t_start = time.perf_counter()
+        cpu_start = time.process_time()
         await asyncio.gather(*(client(n) for n in range(clients)))
         elapsed = time.perf_counter() - t_start
+        # the load generator runs on the same cores as the server: what it takes from them
+        client_cpu = time.process_time() - cpu_start
     return {
         "clients": clients, "duration_s": round(elapsed, 1), "requests": len(latencies) + sum(errors.values()),
         "ok": len(latencies), "errors": dict(errors), "error_count": sum(errors.values()),
         "requests_per_s": round(len(latencies) / elapsed, 1),
+        "client_cpu_cores": round(client_cpu / elapsed, 2),
+        "latency_ms": {f"p{q}": round(percentile(latencies, q), 1) for q in (50, 95, 99)},
+    }
+
+
+async def run_open(url: str, rate: float, duration: float, path: str = "/api/ask",
+                   max_in_flight: int = 50) -> dict[str, object]:
+    """Open loop: a request every ``1/rate`` seconds whether or not the earlier ones were
+    answered (visitors do not wait for each other), the eval questions in order. The
+    latency of each is what a visitor sees at that arrival rate; the most in flight at
+    once is reported too. Bounded: at most ``max_in_flight`` outstanding requests."""
+    qs = questions()
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    in_flight = peak = 0
+    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as http:
+        await http.post(path, json={"question": qs[0]})  # warm-up, not counted
+
+        async def one(q: str) -> None:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            t0 = time.perf_counter()
+            try:
+                r = await http.post(path, json={"question": q})
+                if r.status_code >= 300:
+                    errors[f"HTTP {r.status_code}"] += 1
+                else:
+                    latencies.append((time.perf_counter() - t0) * 1000)
+            except httpx.HTTPError as exc:
+                errors[type(exc).__name__] += 1
+            finally:
+                in_flight -= 1
+
+        tasks = []
+        start = time.perf_counter()
+        n = int(rate * duration)
+        for i in range(n):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if in_flight >= max_in_flight:
+                errors["skipped (too many in flight)"] += 1
+                continue
+            tasks.append(asyncio.create_task(one(qs[i % len(qs)])))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    return {
+        "rate_per_s": rate, "duration_s": round(elapsed, 1), "requests": n, "ok": len(latencies),
+        "errors": dict(errors), "error_count": sum(errors.values()), "max_in_flight": peak,
         "latency_ms": {f"p{q}": round(percentile(latencies, q), 1) for q in (50, 95, 99)},
     }
 

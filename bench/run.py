@@ -27,6 +27,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -155,9 +156,19 @@ def bench_library(quick: bool) -> dict:
     return {"questions": len(lat), **{f"p{q}": round(load.percentile(lat, q), 2) for q in (50, 95, 99)}}
 
 
-def bench_http(clients: list[int], duration: float, workers: int, env: dict[str, str]) -> dict:
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def bench_http(clients: list[int], rates: list[float], duration: float, workers: int, env: dict[str, str]) -> dict:
     """Start the server under ``/usr/bin/time -v`` (for its peak memory), run the load
-    script's closed-loop clients against it, stop it."""
+    script's closed-loop clients and then its open-loop arrival rates against it, stop it.
+    With several workers each answers one question at a time (``QA_CPU_SLOTS``: cores
+    shared out) unless ``env`` says otherwise."""
+    env = {"QA_CPU_SLOTS": str(max(1, default_threads() // workers)), **env}
     port = load.free_port()
     url = f"http://127.0.0.1:{port}"
     timer = ["/usr/bin/time", "-v"] if shutil.which("time") or Path("/usr/bin/time").exists() else []
@@ -179,13 +190,18 @@ def bench_http(clients: list[int], duration: float, workers: int, env: dict[str,
                     raise SystemExit("the server did not become ready")
                 time.sleep(0.5)
             runs = [asyncio.run(load.run(url, c, duration)) for c in clients]
+            open_runs = [asyncio.run(load.run_open(url, r, duration)) for r in rates]
         finally:
-            proc.terminate()
+            # SIGTERM to the server, not to /usr/bin/time: time would die of it without
+            # its report and leave the server running
+            for pid in _children(proc.pid) if timer else [proc.pid]:
+                os.kill(pid, signal.SIGTERM)
             proc.wait(timeout=60)
         err.seek(0)
         m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err.read())
         err.close()
-    return {"workers": workers, "runs": runs, "server_peak_rss_mb": round(int(m.group(1)) / 1024) if m else None}
+    return {"workers": workers, "cpu_slots": env["QA_CPU_SLOTS"], "runs": runs, "open_loop": open_runs,
+            "server_peak_rss_mb": round(int(m.group(1)) / 1024) if m else None}
 
 
 def markdown(r: dict) -> str:
@@ -215,7 +231,13 @@ def markdown(r: dict) -> str:
         lat = run["latency_ms"]
         lines.append(f"| `POST /api/ask`, {run['clients']} concurrent clients, {run['duration_s']} s "
                      f"({http['workers']} server workers) | {run['requests_per_s']} requests/s; p50 {lat['p50']} ms, "
-                     f"p95 {lat['p95']} ms, p99 {lat['p99']} ms; {run['error_count']} errors |")
+                     f"p95 {lat['p95']} ms, p99 {lat['p99']} ms; {run['error_count']} errors; the load client itself used "
+                     f"{run['client_cpu_cores']} of the 2 cores |")
+    for run in http["open_loop"]:
+        lat = run["latency_ms"]
+        lines.append(f"| `POST /api/ask`, open loop: {run['rate_per_s']:g} questions/s arriving for {run['duration_s']} s "
+                     f"(at most {run['max_in_flight']} in flight) | p50 {lat['p50']} ms, p95 {lat['p95']} ms, "
+                     f"p99 {lat['p99']} ms; {run['error_count']} errors |")
     lines.append(f"| peak memory (max resident set) of a server process | {http['server_peak_rss_mb']} MB |")
     return "\n".join(lines)
 
@@ -224,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats and shorter HTTP runs")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 10, 20, 50])
+    ap.add_argument("--rates", type=float, nargs="*", default=[10.0, 50.0],
+                    help="open-loop arrival rates, questions/s")
     ap.add_argument("--duration", type=float, default=None, help="seconds per HTTP run (default 20, quick 5)")
     ap.add_argument("--workers", type=int, default=default_threads(), help="server worker processes")
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="setting for the server")
@@ -235,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
               "load_before": os.getloadavg()[0]}
     for name, fn in (("embeddings", lambda: bench_embeddings(args.quick)), ("build", bench_build),
                      ("library", lambda: bench_library(args.quick)),
-                     ("http", lambda: bench_http(args.clients, duration, args.workers,
+                     ("http", lambda: bench_http(args.clients, args.rates, duration, args.workers,
                                                  dict(kv.split("=", 1) for kv in args.env)))):
         print(f"[bench] {name}…", file=sys.stderr, flush=True)
         result[name] = fn()

@@ -130,6 +130,7 @@ class Extractor:
         # dicts, as a lost race between threads only computes the same value twice.
         self._stems: dict[tuple[str, int, int], frozenset[str]] = {}
         self._heading: dict[tuple[str, int, int], bool] = {}
+        self._window: dict[tuple[int, int, int], frozenset[str]] = {}
         self._shapes: dict[tuple[str, int, int, str], list[tuple[Candidate, frozenset[str]]]] = {}
 
     def idf(self, stem: str) -> float:
@@ -154,6 +155,19 @@ class Extractor:
         if key not in self._shapes:
             self._shapes[key] = _shapes_with_stems(self.index.docs[doc_id].text[a:b], qtype)
         return _not_question_words(self._shapes[key], q_terms)
+
+    def _window_stems(self, row: int, doc_id: str, a: int, b: int) -> frozenset[str]:
+        """Stems of the sentence (``a``..``b``, as clipped to its chunk) and its neighbours
+        in the same document."""
+        key = (row, a, b)
+        if key not in self._window:
+            window = set(self.sentence_stems(doc_id, a, b))
+            sents = self.index.sentences
+            for nb in (row - 1, row + 1):
+                if 0 <= nb < len(sents) and sents[nb][0] == sents[row][0]:
+                    window |= self.sentence_stems(doc_id, int(sents[nb][1]), int(sents[nb][2]))
+            self._window[key] = frozenset(window)
+        return self._window[key]
 
     def table(self, passages: list[Passage], q_terms: dict[str, float], qtype: str, lang: str,
               qvec: np.ndarray) -> SentenceTable:
@@ -189,11 +203,7 @@ class Extractor:
             if key not in self._heading:
                 self._heading[key] = _is_heading(self.index.docs[doc_id].text, a, b)
             x[i, 6] = float(self._heading[key])
-            window = set(stems)
-            for nb in (row - 1, row + 1):
-                if 0 <= nb < len(self.index.sentences) and self.index.sentences[nb][0] == self.index.sentences[row][0]:
-                    _d2, a2, b2 = (int(v) for v in self.index.sentences[nb])
-                    window |= stems_of(doc_id, a2, b2)
+            window = self._window_stems(row, doc_id, a, b)
             x[i, 7] = sum(v for t, v in q_terms.items() if t in window) / mass
             x[i, 8] = math.log1p(len(stems))
         return SentenceTable(rows, [seen[r][:4] for r in rows], x)

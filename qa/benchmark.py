@@ -164,7 +164,7 @@ def _components(retriever: Retriever, questions: list[Question]) -> list[tuple[n
         bmn = bm / retriever._bm25_ceiling(q.text)
         v = retriever.embed_query(q.text)
         ccos = retriever.index.chunk_index.reconstruct_batch(all_ids) @ v
-        scos = np.array([retriever._best_sentence(v, i) for i in all_ids], dtype=np.float32)
+        scos = retriever.best_sentence_scores(v, all_ids, ccos)
         gold = np.array([k == q.gold for k in keys])
         out.append((bmn, ccos, scos, lang == q.lang, gold))
     return out

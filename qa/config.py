@@ -72,3 +72,7 @@ class Settings(BaseSettings):
     # 150 against 10 answers/s on 2 cores (bench/load.py, 10 clients); it also leaves a
     # core to visitors while a reindex embeds. `qa build` keeps embedding_threads.
     server_embedding_threads: int = Field(default=1, ge=1)
+    # Questions one server process answers at once (0: one a core). Answering is mostly
+    # Python, so two at once in one process take turns on the GIL; with one process a
+    # core (`uvicorn server:app --workers 2`) set 1 (bench/run.py does).
+    cpu_slots: int = Field(default=0, ge=0)
