@@ -295,9 +295,10 @@ class Extractor:
         tokens = word_tokens(sent)
         matched = {i for i, (_a, _b, st) in enumerate(tokens) if st and st in q_terms}
         if qtype in LEARNED_SHORT:
-            # every feature of the phrase model is placed relative to the question's words:
-            # with none in the sentence (an answer across languages) it has nothing to go on
-            pick = self.spans.best(sent, tokens, matched, qtype, wh) if matched else None
+            # also with no question word in the sentence (an answer across languages): the
+            # model's shape features alone still beat no short answer there (XQuAD EN→RU /
+            # RU→EN F1 21.4 / 23.2 with, 19.3 / 21.6 without; same-language unchanged)
+            pick = self.spans.best(sent, tokens, matched, qtype, wh)
         else:
             pick = self.closest_typed(sent, tokens, matched, qtype, q_terms)
         return (start + pick.start, start + pick.end) if pick else None
