@@ -25,8 +25,10 @@ build: setup
 	$(BIN)/qa build
 
 # Serves until Ctrl+C; prints "Open http://HOST:PORT/" (the demo page) once it listens.
+# One server process a core: Python answers one question at a time a process
+WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 run: build
-	$(BIN)/qa serve --host $(HOST) --port $(PORT)
+	$(BIN)/qa serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
 lint: setup
 	$(BIN)/ruff check server.py qa tests eval/check_eval_set.py bench

@@ -203,10 +203,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     import server
 
-    service = server.load_service(settings, progress=_progress)
-    app = server.create_app(settings, service=service)
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
     url = f"http://{f'[{host}]' if ':' in host else host}:{args.port}/"
+    if args.workers > 1:
+        return _serve_workers(args, settings, url)
+    service = server.load_service(settings, progress=_progress)
+    app = server.create_app(settings, service=service)
 
     class _Server(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:
@@ -216,6 +218,28 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                       flush=True)
 
     _Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info")).run()
+    return 0
+
+
+def _serve_workers(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    """``uvicorn server:app`` with one process a worker. Python answers one question at a
+    time a process (the GIL), so one process a core is what uses the cores: 172 against
+    56-74 answers/s at 10 clients on 2 cores (bench/run.py). The index is checked (and
+    built when missing or stale) here, once, before the workers open it."""
+    import uvicorn
+
+    from qa.embedding import default_threads
+
+    try:
+        open_index(settings)
+    except (MissingIndexError, StaleIndexError) as e:
+        _progress(f"{e} -> building it now")
+        build_on_disk(settings, progress=_progress)
+    # each worker answers as many questions at once as it has cores of its own
+    os.environ.setdefault("QA_CPU_SLOTS", str(max(1, default_threads() // args.workers)))
+    print(f"Open {url} once the {args.workers} workers have started (the demo page with the chat widget; "
+          f"API docs at {url}docs). Ctrl+C stops.", flush=True)
+    uvicorn.run("server:app", host=args.host, port=args.port, workers=args.workers, log_level="info")
     return 0
 
 
@@ -322,6 +346,8 @@ def parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", help="run the HTTP API and the chat widget (builds the index first if needed)")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sv.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
+    sv.add_argument("--workers", type=_at_least_one, default=1,
+                    help="server processes (default 1; one a core answers the most questions a second)")
     r = sub.add_parser("report", help="what the server was asked, what went unanswered, and the feedback")
     r.add_argument("--limit", type=_at_least_one, default=20, help="rows per section (default 20)")
     r.add_argument("--json", action="store_true", help="print one JSON object")
