@@ -228,15 +228,11 @@ def _serve_workers(args: argparse.Namespace, settings: Settings, url: str) -> in
     built when missing or stale) here, once, before the workers open it."""
     import uvicorn
 
-    from qa.embedding import default_threads
+    from qa.embedding import threads_per_process
 
-    try:
-        open_index(settings)
-    except (MissingIndexError, StaleIndexError) as e:
-        _progress(f"{e} -> building it now")
-        build_on_disk(settings, progress=_progress)
+    _ensure_index(settings, encoder=None)  # build_on_disk loads an encoder if it must build
     # each worker answers as many questions at once as it has cores of its own
-    os.environ.setdefault("QA_CPU_SLOTS", str(max(1, default_threads() // args.workers)))
+    os.environ.setdefault("QA_CPU_SLOTS", str(threads_per_process(args.workers)))
     print(f"Open {url} once the {args.workers} workers have started (the demo page with the chat widget; "
           f"API docs at {url}docs). Ctrl+C stops.", flush=True)
     uvicorn.run("server:app", host=args.host, port=args.port, workers=args.workers, log_level="info")

@@ -74,5 +74,5 @@ class Settings(BaseSettings):
     server_embedding_threads: int = Field(default=1, ge=1)
     # Questions one server process answers at once (0: one a core). Answering is mostly
     # Python, so two at once in one process take turns on the GIL; with one process a
-    # core (`uvicorn server:app --workers 2`) set 1 (bench/run.py does).
+    # core set 1 (`qa serve --workers N` and bench/run.py set it for their workers).
     cpu_slots: int = Field(default=0, ge=0)

@@ -25,6 +25,11 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def threads_per_process(processes: int) -> int:
+    """This machine's cores shared out over ``processes`` server processes (at least 1)."""
+    return max(1, default_threads() // processes)
+
+
 def _use_module_class() -> type:
     # Built lazily so importing qa does not import torch and sentence-transformers.
     import torch

@@ -116,9 +116,7 @@ class Retriever:
             # a sentence row belongs to every chunk whose [sent_lo, sent_hi) holds it
             lo = np.searchsorted(self._sent_hi, sent_ids, side="right")
             hi = np.searchsorted(self._sent_lo, sent_ids, side="right")
-            lens = np.maximum(hi - lo, 0)
-            offsets = np.concatenate(([0], np.cumsum(lens)[:-1]))
-            ids.append(np.repeat(lo - offsets, lens) + np.arange(int(lens.sum())))
+            ids.append(_expand_ranges(lo, hi)[0])
         if bm25 is not None:
             # the top c in any order (np.unique sorts below): a partition, not a full sort
             # of every chunk's score (7.7 -> 3.2 ms a question at 1M chunks, bench/results/scale.md)
@@ -143,15 +141,21 @@ class Retriever:
         has = hi > lo
         best = np.array(chunk_cos, dtype=np.float32)
         if has.any():
-            lens = (hi - lo)[has]
-            offsets = np.concatenate(([0], np.cumsum(lens)[:-1]))
-            rows = np.repeat(lo[has] - offsets, lens) + np.arange(int(lens.sum()))
+            rows, offsets = _expand_ranges(lo[has], hi[has])
             cos = self.index.sentence_index.reconstruct_batch(rows) @ qvec
             best[has] = np.maximum.reduceat(cos, offsets)
         return best
 
     def _passage(self, i: int, score: float, bm25: float, dense: float) -> Passage:
         return Passage(chunk=self.index.chunks[i], score=score, bm25=bm25, dense=dense)
+
+
+def _expand_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every row of the ranges ``[lo[i], hi[i])`` in order, and where each range starts in
+    that list (an empty range contributes no row), without a Python loop over ranges."""
+    lens = np.maximum(hi - lo, 0)
+    offsets = np.concatenate(([0], np.cumsum(lens)[:-1])).astype(np.int64)
+    return np.repeat(lo - offsets, lens) + np.arange(int(lens.sum())), offsets
 
 
 def _merge_languages(fused: np.ndarray, dense: np.ndarray, same: np.ndarray, bonus: float) -> np.ndarray:
