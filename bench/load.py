@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
@@ -78,6 +79,24 @@ def start_server(env_overrides: dict[str, str], workdir: Path) -> tuple[subproce
     raise SystemExit("the server was not ready within 180 s")
 
 
+async def _ask(http: httpx.AsyncClient, path: str, question: str, latencies: list[float],
+               errors: Counter[str]) -> dict[str, Any] | None:
+    """One question: its answer, with the latency added to ``latencies``; or None, with
+    the kind of failure (any non-2xx status or transport error) counted in ``errors``."""
+    t0 = time.perf_counter()
+    try:
+        r = await http.post(path, json={"question": question})
+        if r.status_code >= 300:
+            errors[f"HTTP {r.status_code}"] += 1
+            return None
+        body = r.json()
+    except httpx.HTTPError as exc:
+        errors[type(exc).__name__] += 1
+        return None
+    latencies.append((time.perf_counter() - t0) * 1000)
+    return body
+
+
 async def run(url: str, clients: int, duration: float, path: str = "/api/ask",
               answer_ids: set[str] | None = None) -> dict[str, object]:
     """One run; the ids of the answers received go into ``answer_ids``."""
@@ -98,17 +117,9 @@ async def run(url: str, clients: int, duration: float, path: str = "/api/ask",
             while time.monotonic() < stop:
                 q = qs[i % len(qs)]
                 i += clients
-                t0 = time.perf_counter()
-                try:
-                    r = await http.post(path, json={"question": q})
-                    if r.status_code >= 300:
-                        errors[f"HTTP {r.status_code}"] += 1
-                        continue
-                    ids.add(r.json()["answer_id"])
-                except httpx.HTTPError as exc:
-                    errors[type(exc).__name__] += 1
-                    continue
-                latencies.append((time.perf_counter() - t0) * 1000)
+                body = await _ask(http, path, q, latencies, errors)
+                if body is not None:
+                    ids.add(body["answer_id"])
 
         t_start = time.perf_counter()
         cpu_start = time.process_time()
@@ -143,15 +154,8 @@ async def run_open(url: str, rate: float, duration: float, path: str = "/api/ask
             nonlocal in_flight, peak
             in_flight += 1
             peak = max(peak, in_flight)
-            t0 = time.perf_counter()
             try:
-                r = await http.post(path, json={"question": q})
-                if r.status_code >= 300:
-                    errors[f"HTTP {r.status_code}"] += 1
-                else:
-                    latencies.append((time.perf_counter() - t0) * 1000)
-            except httpx.HTTPError as exc:
-                errors[type(exc).__name__] += 1
+                await _ask(http, path, q, latencies, errors)
             finally:
                 in_flight -= 1
 
