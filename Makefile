@@ -78,7 +78,7 @@ screenshots: setup browser
 
 # The project's eval set against eval/thresholds.json: fails when a metric drops.
 eval-gate: setup
-	$(BIN)/qa eval --dataset eval/technopolis.jsonl --gate eval/thresholds.json
+	$(BIN)/qa eval --dataset eval/technopolis.jsonl --dataset eval/off-topic.jsonl --gate eval/thresholds.json
 
 # Every eval set and benchmark setting with baselines -> eval/report.md, report.png,
 # metrics.json and per-question records in eval/records/ (about a minute).

@@ -7,9 +7,11 @@ construction.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -18,6 +20,9 @@ from qa.metrics import answer_lang, normalize_answer
 from qa.spans import SPAN_WEIGHTS, Candidate, SpanScorer, question_word, typed_candidates
 from qa.text import tokenize, word_tokens
 from qa.types import Citation, Document, Passage
+
+CONFIDENCE_WEIGHTS = Path(__file__).with_name("confidence_weights.json")
+_CONFIDENCE = json.loads(CONFIDENCE_WEIGHTS.read_text(encoding="utf-8"))
 
 NOT_FOUND = {
     "en": "I could not find an answer to this in my sources.",
@@ -366,10 +371,9 @@ def _list_end(text: str, end: int, limit: int = 800) -> int:
 
 
 def confidence(features: dict[str, float]) -> float:
-    """P(the answer contains a right answer), a logistic model of the sentence score, its
-    margin over the runner-up and its lexical coverage, fitted on the XQuAD dev records
-    of the answerable questions (every setting, fused system). Calibrated there: answers
-    given 0.8-1.0 were right 92% of the time, 0.4-0.6 about half the time."""
-    # coefficients from `python -m qa.tuning` (eval/answer-tuning.md, "Confidence fit")
-    z = 1.828 * features["score"] + 6.927 * features["margin"] - 1.719 * features["lexical"] - 1.551
+    """P(the answer contains a right answer): a logistic model of the sentence score, its
+    margin over the runner-up, its lexical coverage, its cosine and its neighbours' coverage,
+    fitted by ``python -m qa.tuning`` on XQuAD dev answers together with off-topic questions
+    (eval/answer-tuning.md, "Confidence")."""
+    z = _CONFIDENCE["intercept"] + sum(c * features[f] for f, c in _CONFIDENCE["coefficients"].items())
     return 1.0 / (1.0 + math.exp(-z))

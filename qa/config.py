@@ -3,6 +3,7 @@ defaults that work as they are from a checkout."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +13,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from qa.embedding import default_threads
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def tuned_threshold() -> float:
+    """The abstention threshold stored with the confidence weights by ``python -m qa.tuning``."""
+    data = json.loads(Path(__file__).with_name("confidence_weights.json").read_text(encoding="utf-8"))
+    return float(data["threshold"])
 
 
 class Settings(BaseSettings):
@@ -43,9 +50,9 @@ class Settings(BaseSettings):
     # "extractive" (sentence + short answer) or the "first-sentence" baseline
     answerer: Literal["extractive", "first-sentence"] = "extractive"
     # Below this confidence (a calibrated P(correct), see qa/answering.py) the answer is
-    # "not found in the sources". Low on purpose until abstention has better evidence than
-    # sentence scores: see eval/report.md, coverage curve.
-    abstain_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
+    # "not found in the sources". Default: the threshold `python -m qa.tuning` chose, the
+    # highest that keeps 98% of the right XQuAD answers (eval/answer-tuning.md).
+    abstain_threshold: float = Field(default_factory=lambda: tuned_threshold(), ge=0.0, le=1.0)
     # Longest question accepted (characters).
     max_question_chars: int = Field(default=1000, ge=10)
     # The server's question log and answer feedback (SQLite, WAL); `qa report` reads it.

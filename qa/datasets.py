@@ -127,7 +127,7 @@ def read_squad(path: Path, lang: str | None = None) -> SquadFile:
     return SquadFile(lang=lang, docs=tuple(docs), questions=tuple(questions))
 
 
-def _lang_from_name(path: Path) -> str | None:
+def lang_from_name(path: Path) -> str | None:
     # xquad.ru.json, squad.en.json: a two-letter part before the extension
     parts = path.name.split(".")
     return parts[-2] if len(parts) >= 3 and len(parts[-2]) == 2 else None
@@ -153,7 +153,7 @@ def _items(questions: tuple[SquadQuestion, ...], q_lang: str, answers_by: list[d
 
 def load_squad_group(paths: list[Path], kinds: tuple[str, ...] = SETTINGS_KINDS, name: str | None = None) -> list[EvalSet]:
     """One or more SQuAD files, parallel by question id when there are several."""
-    files = [read_squad(p, _lang_from_name(p)) for p in sorted(paths)]
+    files = [read_squad(p, lang_from_name(p)) for p in sorted(paths)]
     by_lang = {f.lang: f for f in files}
     if len(by_lang) != len(files):
         raise DatasetError(f"two files of the same language in {[str(p) for p in paths]}")

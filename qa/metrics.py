@@ -91,9 +91,12 @@ def contains(text: str | None, golds: Iterable[str]) -> bool:
     return any((g := _loose(gold)) and f" {g} " in hay for gold in golds)
 
 
-def ranking_metrics(ranks: Sequence[int | None]) -> dict[str, float]:
-    """``ranks``: 1-based rank of the first gold item per question, None when not retrieved."""
-    n = len(ranks) or 1
+def ranking_metrics(ranks: Sequence[int | None]) -> dict[str, float | None]:
+    """``ranks``: 1-based rank of the first gold item per question, None when not retrieved.
+    With no questions (a set of unanswerable ones) every rate is None, not 0."""
+    n = len(ranks)
+    if not n:
+        return {"recall@1": None, "recall@5": None, "mrr": None, "questions": 0}
     return {
         "recall@1": sum(1 for r in ranks if r == 1) / n,
         "recall@5": sum(1 for r in ranks if r is not None and r <= 5) / n,

@@ -134,6 +134,8 @@ def test_ranking_metrics():
     m = ranking_metrics([1, 2, None, 6])
     assert m["recall@1"] == 0.25 and m["recall@5"] == 0.5
     assert m["mrr"] == pytest.approx((1 + 0.5 + 1 / 6) / 4)
+    # a set of unanswerable questions has no ranks: its rates are undefined, not 0
+    assert ranking_metrics([]) == {"recall@1": None, "recall@5": None, "mrr": None, "questions": 0}
 
 
 def test_abstention_counting():
