@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 from qa.index import IndexData
 from qa.metrics import answer_lang, normalize_answer
 from qa.spans import SPAN_WEIGHTS, Candidate, SpanScorer, question_word, typed_candidates
-from qa.text import tokenize, word_tokens
+from qa.text import content_word_stems, content_words, tokenize, word_tokens
 from qa.types import Citation, Document, Passage
 
 CONFIDENCE_WEIGHTS = Path(__file__).with_name("confidence_weights.json")
@@ -81,7 +82,10 @@ SHORT = TYPED | {"other"}
 # articles, it beats the closest-phrase rule for these types and loses to the regular
 # shapes for dates, figures, places and organisations (eval/answer-tuning.md).
 LEARNED_SHORT = frozenset({"other", "person"})
-FEATURES = ("dense", "lexical", "passage", "typed", "shaped", "same_lang", "heading", "window", "length")
+FEATURES = ("dense", "lexical", "passage", "typed", "shaped", "same_lang", "heading", "window", "length", "soft")
+# Two words whose vectors are at least this close count as the same word (a translation, an
+# inflection): measured on XQuAD dev, 0.6 and 0.7 beat 0.5 and 0.8 (eval/answer-tuning.md).
+SOFT_MATCH = 0.6
 _LIST_ITEM = re.compile(r"\s*(?:[-•*–]|\d+[.)])\s")
 
 
@@ -91,14 +95,15 @@ class AnswerWeights:
     ``python -m qa.tuning``; see eval/answer-tuning.md)."""
 
     dense: float = 1.0  # cosine(question, sentence)
-    lexical: float = 0.6  # share of the question's IDF mass the sentence contains
+    lexical: float = 1.0  # share of the question's IDF mass the sentence contains
     passage: float = 2.0  # retrieval score of its passage, relative to the top passage
     typed: float = 0.05  # holds a span of the asked type (a name for "who")
     shaped: float = 0.2  # holds a date / number / amount when one is asked for
     same_lang: float = 0.03  # prefer the question's language when the two are close
     heading: float = -0.3  # a heading or a title line is never an answer on its own
-    window: float = 0.2  # lexical share of the sentence with its two neighbours (pronouns point there)
-    length: float = 0.1  # log of the word count: short topical lines otherwise win on cosine
+    window: float = 0.0  # lexical share of the sentence with its two neighbours (pronouns point there)
+    length: float = 0.05  # log of the word count: short topical lines otherwise win on cosine
+    soft: float = 1.0  # share of the question's IDF mass with a close word (by vector) in the sentence
     conflict_margin: float = 0.1  # a runner-up this close, from another source, with another figure
     adjacent_margin: float = 0.1  # join a neighbour scoring within this of the best sentence
     merge_gain: float = 0.25  # join the neighbour sentence when it adds this much question coverage
@@ -122,8 +127,12 @@ class Extractor:
     state, so it is safe across threads."""
 
     def __init__(self, index: IndexData, weights: AnswerWeights | None = None,
-                 spans: SpanScorer | None = None) -> None:
+                 spans: SpanScorer | None = None, embed: Callable[[list[str]], np.ndarray] | None = None) -> None:
         self.index = index
+        # encodes question words the index has no vector for (None: they match nothing)
+        self.embed = embed
+        self._oov: dict[str, np.ndarray] = {}
+        self._word_rows: dict[tuple[str, int, int], np.ndarray] = {}
         self.weights = weights or AnswerWeights()
         self.spans = spans if spans is not None else SpanScorer.load(SPAN_WEIGHTS)
         self._df = np.diff(index.bm25.scores["indptr"])
@@ -146,6 +155,67 @@ class Extractor:
 
     def question_terms(self, text: str) -> dict[str, float]:
         return {t: self.idf(t) for t in tokenize(text)}
+
+    @staticmethod
+    def _by_stem(text: str) -> dict[str, str]:
+        by_stem: dict[str, str] = {}
+        for w, st in content_word_stems(text):
+            by_stem.setdefault(st, w)
+        return by_stem
+
+    def missing_words(self, text: str) -> list[str]:
+        """The question's content words that have no vector yet (not in the index's
+        vocabulary, not met before): QAService encodes them with the question in one call."""
+        return [w for w in self._by_stem(text).values() if w not in self.index.words and w not in self._oov]
+
+    def remember(self, words: list[str], vecs: np.ndarray) -> None:
+        if len(self._oov) > 100_000:  # a bound for a long-running server; refilled on demand
+            self._oov.clear()
+        self._oov.update(zip(words, vecs, strict=True))
+
+    def question_words(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Unit vectors and IDF weights of the question's content words, one per stem."""
+        by_stem = self._by_stem(text)
+        missing = self.missing_words(text)
+        if missing and self.embed is not None:
+            self.remember(missing, self.embed(missing))
+        vecs, idf = [], []
+        for (st, w) in by_stem.items():
+            row = self.index.words.get(w)
+            vec = self.index.word_vecs[row] if row is not None else self._oov.get(w)
+            if vec is not None:
+                vecs.append(vec)
+                idf.append(self.idf(st))
+        dim = self.index.word_vecs.shape[1] if self.index.word_vecs.ndim == 2 else 0
+        return np.array(vecs, dtype=np.float32).reshape(len(vecs), dim), np.array(idf, dtype=np.float32)
+
+    def sentence_word_rows(self, doc_id: str, a: int, b: int) -> np.ndarray:
+        """Rows of ``index.word_vecs`` of the range's content words."""
+        key = (doc_id, a, b)
+        if key not in self._word_rows:
+            words = self.index.words
+            self._word_rows[key] = np.array(sorted({words[w] for w in content_words(self.index.docs[doc_id].text[a:b])
+                                                    if w in words}), dtype=np.int64)
+        return self._word_rows[key]
+
+    def soft_overlap(self, spans: list[tuple[str, int, int, str]], qwords: tuple[np.ndarray, np.ndarray],
+                     mass: float) -> np.ndarray:
+        """Per range: the share of the question's IDF mass whose word has a word in the
+        range at cosine >= SOFT_MATCH (weighted by that cosine). Unlike ``lexical``, this
+        matches a word to its translation, so a sentence in the other language competes."""
+        qvecs, idf = qwords
+        out = np.zeros(len(spans), dtype=np.float32)
+        rows = [self.sentence_word_rows(d, a, b) for d, a, b, _l in spans]
+        lengths = np.array([len(r) for r in rows])
+        if not len(idf) or not lengths.sum():
+            return out
+        sims = qvecs @ self.index.word_vecs[np.concatenate(rows)].T  # question words x all range words
+        has = lengths > 0
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[has]
+        best = np.maximum.reduceat(sims, starts, axis=1)  # question words x ranges with words
+        best = np.where(best >= SOFT_MATCH, best, 0.0)
+        out[has] = (idf @ best) / mass
+        return out
 
     def sentence_stems(self, doc_id: str, a: int, b: int) -> frozenset[str]:
         key = (doc_id, a, b)
@@ -175,7 +245,7 @@ class Extractor:
         return self._window[key]
 
     def table(self, passages: list[Passage], q_terms: dict[str, float], qtype: str, lang: str,
-              qvec: np.ndarray) -> SentenceTable:
+              qvec: np.ndarray, qwords: tuple[np.ndarray, np.ndarray] | None = None) -> SentenceTable:
         """Features of every sentence of the top passages (each sentence once, with the
         score of the best passage that holds it)."""
         seen: dict[int, tuple[str, int, int, str, float]] = {}
@@ -211,14 +281,17 @@ class Extractor:
             window = self._window_stems(row, doc_id, a, b)
             x[i, 7] = sum(v for t, v in q_terms.items() if t in window) / mass
             x[i, 8] = math.log1p(len(stems))
-        return SentenceTable(rows, [seen[r][:4] for r in rows], x)
+        spans = [seen[r][:4] for r in rows]
+        if qwords is not None:
+            x[:, 9] = self.soft_overlap(spans, qwords, mass)
+        return SentenceTable(rows, spans, x)
 
     def __call__(self, index: IndexData, passages: list[Passage], *, question: str = "", query: str = "",
                  qtype: str = "other", lang: str = "en", qvec: np.ndarray | None = None) -> Draft | None:
         if not passages or qvec is None:
             return None
         q_terms = self.question_terms(query or question)
-        t = self.table(passages, q_terms, qtype, lang, qvec)
+        t = self.table(passages, q_terms, qtype, lang, qvec, self.question_words(query or question))
         if not t.rows:
             return None
         scores = t.x @ self.weights.vector()

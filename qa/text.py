@@ -54,6 +54,19 @@ def tokenize(text: str) -> list[str]:
     return out
 
 
+def content_words(text: str) -> list[str]:
+    """The content words of ``text`` as written (lower-cased, ё = е), stop words left out:
+    the vocabulary whose vectors let a question word match its translation."""
+    lowered = text.lower().replace("ё", "е")
+    return [m.group() for m in _WORD.finditer(lowered)
+            if m.group() not in _STOP and (len(m.group()) > 1 or m.group().isdigit())]
+
+
+def content_word_stems(text: str) -> list[tuple[str, str]]:
+    """``content_words`` with the BM25 stem of each."""
+    return [(w, _stem(w)) for w in content_words(text)]
+
+
 # Bumped when sentence boundaries change: the index records it and is rebuilt.
 SENTENCES_VERSION = 2
 

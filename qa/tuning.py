@@ -41,7 +41,8 @@ def tables(service: QAService, items: tuple[EvalItem, ...]) -> list[Table]:
             continue
         qvec = service.retriever.embed_query(it.question)
         passages = service.retriever.search(it.question, service.settings.answer_passages, qvec=qvec)
-        t = ex.table(passages, ex.question_terms(it.question), question_type(it.question), detect_lang(it.question), qvec)
+        t = ex.table(passages, ex.question_terms(it.question), question_type(it.question), detect_lang(it.question), qvec,
+                     ex.question_words(it.question))
         labels = np.array([contains(service.index.docs[d].text[a:b], it.answers) for d, a, b, _l in t.spans], dtype=bool)
         out.append((t.x, labels))
     return out
@@ -241,6 +242,7 @@ GRID = {
     "typed": [0.05, 0.1],
     "window": [0.0, 0.2],
     "length": [0.05, 0.1, 0.15, 0.2, 0.3],
+    "soft": [0.0, 0.5, 1.0, 1.5, 2.0],
 }
 
 

@@ -43,8 +43,8 @@ RU_QUESTION = "Когда был основан Технополис Москв�
 EN_OFF_TOPIC = "What is the recipe for borscht?"
 RU_OFF_TOPIC = "Какой рецепт борща?"
 # The server runs with the default abstention threshold (Settings.abstain_threshold, from
-# the confidence fit): the two off-topic questions are declined (confidence 0.13 / 0.08 with
-# `qa ask --json`), the two on-topic ones answered (0.93 / 0.95).
+# the confidence fit): the two off-topic questions are declined (confidence 0.14 / 0.04 with
+# `qa ask --json`), the two on-topic ones answered (0.92 / 0.99).
 
 
 # Every page of these tests comes from 127.0.0.1: one client to the rate limit, which is
