@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -75,6 +76,33 @@ def test_cross_lingual_answer_is_marked_with_its_language(service):
     a = service.ask("How many engineers work at the Gamma cluster?", threshold=0.0)
     assert a.citations[0].doc_id == "gamma-cluster" and a.citations[0].lang == "ru" and a.lang == "en"
     assert a.short_answer == "320"
+
+
+def test_word_vectors_match_question_words_to_their_translations(service):
+    ex = service.extractor
+    doc = service.index.docs["gamma-cluster"]
+    a = doc.text.index("Производство")
+    span = ("gamma-cluster", a, doc.text.index("инженеров.") + len("инженеров."), "ru")
+    q = "How many engineers work at the Gamma cluster?"
+    q_terms = ex.question_terms(q)
+    mass = sum(q_terms.values())
+    # no stem in common: BM25 and the lexical share see nothing of the question here
+    assert not ex.sentence_stems(*span[:3]) & q_terms.keys()
+    # by word vectors "engineers" finds "инженеров" (and "cluster" "кластера")
+    soft = ex.soft_overlap([span], ex.question_words(q), mass)[0]
+    assert soft > 0.2, soft
+    # an unrelated question finds nothing there
+    other = "What colour is the sky above the harbour?"
+    assert ex.soft_overlap([span], ex.question_words(other), sum(ex.question_terms(other).values()))[0] == 0.0
+    # every word of the indexed sentences has a unit vector in the index
+    words = service.index.words
+    assert "инженеров" in words and "engineers" not in words
+    assert np.allclose(np.linalg.norm(service.index.word_vecs, axis=1), 1.0, atol=1e-2)
+    # a question word the sources do not have is encoded once, with its question, then remembered
+    q2 = "How many welders does the Gamma cluster employ?"
+    assert "welders" in ex.missing_words(q2)
+    service.ask(q2)
+    assert ex.missing_words(q2) == []
 
 
 def test_abstention_speaks_the_question_language(service):
