@@ -77,7 +77,9 @@ class IndexData:
     bm25: bm25s.BM25
     manifest: dict[str, Any]
     # every content word of the indexed sentences (qa.text.content_words) -> its row of
-    # ``word_vecs`` (unit vectors of the same encoder; float32 in memory, float16 on disk)
+    # ``word_vecs``: unit vectors of the same encoder in float16 (a cosine is still right to
+    # ~1e-3, and the match threshold is 0.6), memory-mapped from disk so that server
+    # processes share one copy; only the rows a question needs are read
     words: dict[str, int]
     word_vecs: np.ndarray
 
@@ -170,7 +172,7 @@ def build(
         bm25=bm25,
         manifest=manifest,
         words={w: i for i, w in enumerate(vocab)},
-        word_vecs=np.asarray(word_vecs, dtype=np.float32),
+        word_vecs=np.asarray(word_vecs, dtype=np.float16),
     )
 
 
@@ -199,7 +201,6 @@ def save(data: IndexData, directory: Path, sources: dict[str, str] | None = None
     data.bm25.save(str(directory / "bm25"), show_progress=False)
     (directory / "words.json").write_text(json.dumps(sorted(data.words, key=data.words.__getitem__), ensure_ascii=False),
                                           encoding="utf-8")
-    # float16 on disk: half the size, and a cosine is still right to ~1e-3 (the match threshold is 0.6)
     np.save(directory / "words.npy", data.word_vecs.astype(np.float16))
     files = {name: _sha256(directory / name) for name in _FILES}
     files.update({f"bm25/{p.name}": _sha256(p) for p in sorted((directory / "bm25").iterdir())})
@@ -252,7 +253,7 @@ def load(directory: Path, verify: bool = True, manifest: dict[str, Any] | None =
             bm25=bm25s.BM25.load(str(directory / "bm25")),
             manifest=manifest,
             words={w: i for i, w in enumerate(json.loads((directory / "words.json").read_text(encoding="utf-8")))},
-            word_vecs=np.load(directory / "words.npy", allow_pickle=False).astype(np.float32),
+            word_vecs=np.load(directory / "words.npy", mmap_mode="r", allow_pickle=False),
         )
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:
         raise CorruptIndexError(f"{directory}: cannot be read ({e}); rebuild with `qa build`") from e
