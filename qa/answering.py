@@ -182,7 +182,7 @@ class Extractor:
         vecs, idf = [], []
         for (st, w) in by_stem.items():
             row = self.index.words.get(w)
-            vec = self.index.word_vecs[row].astype(np.float32) if row is not None else self._oov.get(w)
+            vec = self.index.word_vecs[row] if row is not None else self._oov.get(w)
             if vec is not None:
                 vecs.append(vec)
                 idf.append(self.idf(st))
@@ -209,7 +209,12 @@ class Extractor:
         lengths = np.array([len(r) for r in rows])
         if not len(idf) or not lengths.sum():
             return out
-        sims = qvecs @ self.index.word_vecs[np.concatenate(rows)].astype(np.float32).T  # question words x range words
+        flat = np.concatenate(rows)
+        vocab = self.index.word_vecs
+        # question words x range words; with a small vocabulary one product with all of it
+        # is cheaper than copying the rows out
+        small = len(vocab) <= 4 * len(flat)
+        sims = (qvecs @ vocab.T)[:, flat] if small else qvecs @ np.asarray(vocab[flat], dtype=np.float32).T
         has = lengths > 0
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[has]
         best = np.maximum.reduceat(sims, starts, axis=1)  # question words x ranges with words
