@@ -180,7 +180,7 @@ class Extractor:
         if missing and self.embed is not None:
             self.remember(missing, self.embed(missing))
         vecs, idf = [], []
-        for (st, w) in by_stem.items():
+        for st, w in by_stem.items():
             row = self.index.words.get(w)
             vec = self.index.word_vecs[row] if row is not None else self._oov.get(w)
             if vec is not None:
