@@ -296,7 +296,8 @@ class Extractor:
         if not passages or qvec is None:
             return None
         q_terms = self.question_terms(query or question)
-        t = self.table(passages, q_terms, qtype, lang, qvec, self.question_words(query or question))
+        qwords = self.question_words(query or question)
+        t = self.table(passages, q_terms, qtype, lang, qvec, qwords)
         if not t.rows:
             return None
         scores = t.x @ self.weights.vector()
@@ -304,7 +305,10 @@ class Extractor:
         doc_id = t.spans[i][0]
         start, end = self._extend(i, t, scores, qtype, q_terms)
         doc = index.docs[doc_id]
-        short = self._short(doc.text, start, end, qtype, q_terms, question_word(question)) if qtype in SHORT else None
+        # across languages no stem is shared, so the question's words are found by vector;
+        # within one language that adds near-synonyms and lost 2-5 F1 on XQuAD dev
+        cross = qwords if doc.lang != lang else None
+        short = self._short(doc.text, start, end, qtype, q_terms, question_word(question), cross) if qtype in SHORT else None
         ranked = np.sort(scores)[::-1]
         features = {f: float(v) for f, v in zip(FEATURES, t.x[i], strict=True)}
         features |= {"score": float(scores[i]), "margin": float(ranked[0] - ranked[1]) if len(ranked) > 1 else 0.0,
@@ -369,30 +373,54 @@ class Extractor:
             return start, end
         return min(start, choice[0]), max(end, choice[1])
 
+    def matched_words(self, sent: str, tokens: list[tuple[int, int, str | None]], q_terms: dict[str, float],
+                      qwords: tuple[np.ndarray, np.ndarray] | None = None) -> dict[int, float]:
+        """The tokens of ``sent`` that stand for a question word, with its IDF weight: the
+        same stem, or (``qwords`` given) a word whose vector is within SOFT_MATCH of a
+        question word's, so that an answer in the other language has its question words
+        too. Figures match only exactly: "2015" is close to "2016" as a vector."""
+        out = {i: q_terms[st] for i, (_a, _b, st) in enumerate(tokens) if st and st in q_terms}
+        if qwords is None or not len(qwords[1]):
+            return out
+        words = self.index.words
+        soft = [(i, words[w]) for i, (a, b, st) in enumerate(tokens)
+                if st and i not in out and (w := sent[a:b].lower().replace("ё", "е")).isalpha() and w in words]
+        if soft:
+            qvecs, idf = qwords
+            sims = qvecs @ np.asarray(self.index.word_vecs[[r for _i, r in soft]], dtype=np.float32).T
+            best = sims.argmax(0)
+            for k, (i, _r) in enumerate(soft):
+                if sims[best[k], k] >= SOFT_MATCH:
+                    out[i] = float(idf[best[k]] * sims[best[k], k])
+        return out
+
     def _short(self, text: str, start: int, end: int, qtype: str, q_terms: dict[str, float],
-               wh: str = "none") -> tuple[int, int] | None:
+               wh: str = "none", qwords: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[int, int] | None:
         """The short-answer range inside ``text[start:end]``: for a person or an untyped
         question the learned phrase model's choice, otherwise the candidate of the asked
-        type closest to the words shared with the question."""
+        type closest to the words standing for the question's."""
         sent = text[start:end]
         tokens = word_tokens(sent)
-        matched = {i for i, (_a, _b, st) in enumerate(tokens) if st and st in q_terms}
+        weights = self.matched_words(sent, tokens, q_terms, qwords)
+        matched = set(weights)
         if qtype in LEARNED_SHORT:
             # also with no question word in the sentence (an answer across languages): the
             # model's shape features alone still beat no short answer there (XQuAD EN→RU /
             # RU→EN F1 21.4 / 23.2 with, 19.3 / 21.6 without; same-language unchanged)
             pick = self.spans.best(sent, tokens, matched, qtype, wh)
         else:
-            pick = self.closest_typed(sent, tokens, matched, qtype, q_terms)
+            pick = self.closest_typed(sent, tokens, matched, qtype, q_terms, weights)
         return (start + pick.start, start + pick.end) if pick else None
 
     def closest_typed(self, sent: str, tokens: list[tuple[int, int, str | None]], matched: set[int], qtype: str,
-                      q_terms: dict[str, float]) -> Candidate | None:
-        """The span of the asked type nearest to the question's words in ``sent``."""
+                      q_terms: dict[str, float], weights: dict[int, float] | None = None) -> Candidate | None:
+        """The span of the asked type nearest to the question's words in ``sent``
+        (``weights``: of the matched tokens; by default the IDF of their stems)."""
         cands = self._typed(sent, qtype, q_terms)
         if not cands:
             return None
-        weights = [q_terms.get(tokens[i][2] or "", 0.0) for i in range(len(tokens))]
+        if weights is None:
+            weights = {i: q_terms.get(tokens[i][2] or "", 0.0) for i in matched}
 
         def closeness(c: Candidate) -> float:
             inside = [i for i, (a, b, _s) in enumerate(tokens) if a >= c.start and b <= c.end]

@@ -74,12 +74,13 @@ def span_groups(service: QAService, items: tuple[EvalItem, ...]) -> list[SpanGro
         if not tokens:
             continue
         q_terms = ex.question_terms(it.question)
-        matched = {i for i, (_a, _b, st) in enumerate(tokens) if st and st in q_terms}
+        weights = ex.matched_words(sent, tokens, q_terms)  # same language: stems only, as in the answer step
+        matched = set(weights)
         qtype = question_type(it.question)
         first, last, x = span_matrix(sent, tokens, matched)
         f1 = np.array([best_over_golds("f1", sent[tokens[i][0]:tokens[j][1]], it.answers)
                        for i, j in zip(first, last, strict=True)])
-        rule = ex.closest_typed(sent, tokens, matched, qtype, q_terms) if qtype in TYPED else None
+        rule = ex.closest_typed(sent, tokens, matched, qtype, q_terms, weights) if qtype in TYPED else None
         rule_f1 = best_over_golds("f1", sent[rule.start:rule.end] if rule else sent, it.answers)
         article = it.doc_ids[0].rsplit(":", 1)[0] if it.doc_ids else it.qid
         out.append(SpanGroup(article, qtype, question_word(it.question), x, f1, rule_f1))

@@ -14,6 +14,7 @@ from qa import cli
 from qa.pipeline import QAService
 from qa.questions import QuestionError, question_type, resolve_follow_up, validate_question
 from qa.spans import typed_candidates
+from qa.text import word_tokens
 from tests.test_cli import _env
 
 
@@ -98,6 +99,15 @@ def test_word_vectors_match_question_words_to_their_translations(service):
     words = service.index.words
     assert "инженеров" in words and "engineers" not in words
     assert np.allclose(np.linalg.norm(service.index.word_vecs, axis=1), 1.0, atol=1e-2)
+    # the short answer's anchor words across languages: "инженеров" stands for "engineers" (by
+    # vector), while a figure matches only itself ("2021" is close to "2020" as a vector)
+    sent = doc.text[span[1]:span[2]]
+    tokens = word_tokens(sent)
+    matched = ex.matched_words(sent, tokens, q_terms, ex.question_words(q))
+    assert {sent[tokens[i][0]:tokens[i][1]] for i in matched} >= {"инженеров"}
+    q3 = "What opened in May 2020?"
+    assert not any(sent[tokens[i][0]:tokens[i][1]] == "2021"
+                   for i in ex.matched_words(sent, tokens, ex.question_terms(q3), ex.question_words(q3)))
     # a question word the sources do not have is encoded once, with its question, then remembered
     q2 = "How many welders does the Gamma cluster employ?"
     assert "welders" in ex.missing_words(q2)
