@@ -7,23 +7,21 @@ construction.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from qa.config import confidence_weights
 from qa.index import IndexData
 from qa.metrics import answer_lang, normalize_answer
 from qa.spans import SPAN_WEIGHTS, Candidate, SpanScorer, question_word, typed_candidates
 from qa.text import content_word_stems, content_words, tokenize, word_tokens
 from qa.types import Citation, Document, Passage
 
-CONFIDENCE_WEIGHTS = Path(__file__).with_name("confidence_weights.json")
-_CONFIDENCE = json.loads(CONFIDENCE_WEIGHTS.read_text(encoding="utf-8"))
+_CONFIDENCE = confidence_weights()
 
 NOT_FOUND = {
     "en": "I could not find an answer to this in my sources.",
@@ -166,7 +164,10 @@ class Extractor:
     def missing_words(self, text: str) -> list[str]:
         """The question's content words that have no vector yet (not in the index's
         vocabulary, not met before): QAService encodes them with the question in one call."""
-        return [w for w in self._by_stem(text).values() if w not in self.index.words and w not in self._oov]
+        return self._missing(self._by_stem(text))
+
+    def _missing(self, by_stem: dict[str, str]) -> list[str]:
+        return [w for w in by_stem.values() if w not in self.index.words and w not in self._oov]
 
     def remember(self, words: list[str], vecs: np.ndarray) -> None:
         if len(self._oov) > 100_000:  # a bound for a long-running server; refilled on demand
@@ -176,7 +177,7 @@ class Extractor:
     def question_words(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """Unit vectors and IDF weights of the question's content words, one per stem."""
         by_stem = self._by_stem(text)
-        missing = self.missing_words(text)
+        missing = self._missing(by_stem)
         if missing and self.embed is not None:
             self.remember(missing, self.embed(missing))
         vecs, idf = [], []
@@ -186,7 +187,7 @@ class Extractor:
             if vec is not None:
                 vecs.append(vec)
                 idf.append(self.idf(st))
-        dim = self.index.word_vecs.shape[1] if self.index.word_vecs.ndim == 2 else 0
+        dim = self.index.word_vecs.shape[1]
         return np.array(vecs, dtype=np.float32).reshape(len(vecs), dim), np.array(idf, dtype=np.float32)
 
     def sentence_word_rows(self, doc_id: str, a: int, b: int) -> np.ndarray:

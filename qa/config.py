@@ -3,9 +3,10 @@ defaults that work as they are from a checkout."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,10 +16,18 @@ from qa.embedding import default_threads
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+# The answer confidence's coefficients and abstention threshold, written by ``python -m qa.tuning``.
+CONFIDENCE_WEIGHTS = Path(__file__).with_name("confidence_weights.json")
+
+
+@functools.cache
+def confidence_weights() -> dict[str, Any]:
+    return json.loads(CONFIDENCE_WEIGHTS.read_text(encoding="utf-8"))
+
+
 def tuned_threshold() -> float:
-    """The abstention threshold stored with the confidence weights by ``python -m qa.tuning``."""
-    data = json.loads(Path(__file__).with_name("confidence_weights.json").read_text(encoding="utf-8"))
-    return float(data["threshold"])
+    """The abstention threshold stored with the confidence weights."""
+    return float(confidence_weights()["threshold"])
 
 
 class Settings(BaseSettings):
@@ -52,7 +61,7 @@ class Settings(BaseSettings):
     # Below this confidence (a calibrated P(correct), see qa/answering.py) the answer is
     # "not found in the sources". Default: the threshold `python -m qa.tuning` chose, the
     # highest that keeps 98% of the right XQuAD answers (eval/answer-tuning.md).
-    abstain_threshold: float = Field(default_factory=lambda: tuned_threshold(), ge=0.0, le=1.0)
+    abstain_threshold: float = Field(default_factory=tuned_threshold, ge=0.0, le=1.0)
     # Longest question accepted (characters).
     max_question_chars: int = Field(default=1000, ge=10)
     # The server's question log and answer feedback (SQLite, WAL); `qa report` reads it.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from qa.questions import question_type
 from qa.text import detect_lang
@@ -54,6 +55,21 @@ def _pair(lang: str, doc_langs: list[str]) -> str:
     return f"{lang}→{lang}" if lang in doc_langs else f"{lang}→{doc_langs[0]}"
 
 
+def eval_item(row: dict[str, Any], doc_langs: dict[str, str]) -> EvalItem:
+    """One record of the project's eval format (see DESIGN.md) as an ``EvalItem``;
+    ``doc_langs`` maps doc id -> language. Raises KeyError/TypeError on a malformed record."""
+    doc_ids = tuple(row.get("doc_ids", []))
+    unknown = [d for d in doc_ids if d not in doc_langs]
+    if unknown:
+        raise DatasetError(f"unknown doc_ids {unknown}")
+    answerable = bool(row["answerable"])
+    return EvalItem(
+        qid=str(row["id"]), question=row["question"], lang=row["lang"], answers=tuple(row.get("answers", [])),
+        doc_ids=doc_ids, answerable=answerable, category=row.get("category"),
+        pair=_pair(row["lang"], [doc_langs[d] for d in doc_ids] if answerable else []),
+    )
+
+
 def load_jsonl(path: Path, doc_langs: dict[str, str]) -> EvalSet:
     """Read the project's eval format (see DESIGN.md); ``doc_langs`` maps doc id -> language."""
     items = []
@@ -65,17 +81,9 @@ def load_jsonl(path: Path, doc_langs: dict[str, str]) -> EvalSet:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            doc_ids = tuple(row.get("doc_ids", []))
-            unknown = [d for d in doc_ids if d not in doc_langs]
-            if unknown:
-                raise DatasetError(f"{path}:{n}: unknown doc_ids {unknown}")
-            answerable = bool(row["answerable"])
-            items.append(EvalItem(
-                qid=str(row["id"]), question=row["question"], lang=row["lang"], answers=tuple(row.get("answers", [])),
-                doc_ids=doc_ids, answerable=answerable, category=row.get("category"),
-                pair=_pair(row["lang"], [doc_langs[d] for d in doc_ids] if answerable else []),
-            ))
+            items.append(eval_item(json.loads(line), doc_langs))
+        except DatasetError as e:
+            raise DatasetError(f"{path}:{n}: {e}") from e
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise DatasetError(f"{path}:{n}: not a valid eval record ({e})") from e
     if not items:

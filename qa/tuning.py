@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from qa.answering import CONFIDENCE_WEIGHTS, FEATURES, TYPED, AnswerWeights
-from qa.config import PROJECT_ROOT, Settings
-from qa.datasets import EvalItem, lang_from_name, load_dataset, load_jsonl, read_squad
+from qa.answering import FEATURES, TYPED, AnswerWeights
+from qa.config import CONFIDENCE_WEIGHTS, PROJECT_ROOT, Settings
+from qa.datasets import EvalItem, eval_item, lang_from_name, load_dataset, load_jsonl, read_squad
 from qa.embedding import load_encoder
 from qa.index import build, open_index
 from qa.metrics import best_over_golds, contains
@@ -281,8 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     fit_rows, held_rows = off_topic_rows(args.xquad, 0), off_topic_rows(args.xquad, 1)
     off_path = args.out / "off-topic.jsonl"
     off_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in held_rows), encoding="utf-8")
-    off_items = [EvalItem(r["id"], r["question"], r["lang"], (), (), False, r["category"], f"{r['lang']}→none")
-                 for r in fit_rows]
+    off_items = [eval_item(r, {}) for r in fit_rows]
     conf = fit_confidence(on, cross, confidence_rows(bundled, off_items))
     CONFIDENCE_WEIGHTS.write_text(json.dumps({
         "fitted_on": "XQuAD dev answers (every language pair) and the off-topic questions of half its articles "
