@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -110,6 +111,17 @@ class AnswerWeights:
         return np.array([getattr(self, f) for f in FEATURES], dtype=np.float32)
 
 
+@dataclass(frozen=True, slots=True)
+class RangeFacts:
+    """What a sentence range is, whatever the question (worked out once and kept)."""
+
+    stems: frozenset[str]  # content stems (BM25's notion of a word)
+    stem_ids: np.ndarray  # their ids (BM25's vocabulary first), sorted
+    word_rows: np.ndarray  # rows of ``index.word_vecs`` of its content words
+    heading: bool
+    log_length: float  # log(1 + number of content stems)
+
+
 @dataclass(frozen=True)
 class SentenceTable:
     """The candidate sentences of one question with their features (rows of ``x``)."""
@@ -130,7 +142,6 @@ class Extractor:
         # encodes question words the index has no vector for (None: they match nothing)
         self.embed = embed
         self._oov: dict[str, np.ndarray] = {}
-        self._word_rows: dict[tuple[str, int, int], np.ndarray] = {}
         self.weights = weights or AnswerWeights()
         self.spans = spans if spans is not None else SpanScorer.load(SPAN_WEIGHTS)
         self._df = np.diff(index.bm25.scores["indptr"])
@@ -140,10 +151,14 @@ class Extractor:
         # a heading, its spans of each shape (with their stems). Worked out on first use and
         # kept (two thirds of an answer's time went to redoing it for every question); plain
         # dicts, as a lost race between threads only computes the same value twice.
-        self._stems: dict[tuple[str, int, int], frozenset[str]] = {}
-        self._heading: dict[tuple[str, int, int], bool] = {}
-        self._window: dict[tuple[int, int, int], frozenset[str]] = {}
+        self._facts: dict[tuple[str, int, int], RangeFacts] = {}
+        self._window: dict[tuple[int, int, int], np.ndarray] = {}
         self._shapes: dict[tuple[str, int, int, str], list[tuple[Candidate, frozenset[str]]]] = {}
+        # Stems outside BM25's vocabulary (none, when the index and the stemmer agree) get
+        # ids after it; the lock keeps two threads from giving two stems one id.
+        self._extra_stems: dict[str, int] = {}
+        self._extra_lock = threading.Lock()
+        self._sentences: list[tuple[int, int, int]] = [tuple(map(int, r)) for r in index.sentences.tolist()]
 
     def idf(self, stem: str) -> float:
         """BM25's IDF over chunks; a word no chunk has is as rare as it gets."""
@@ -190,23 +205,41 @@ class Extractor:
         dim = self.index.word_vecs.shape[1]
         return np.array(vecs, dtype=np.float32).reshape(len(vecs), dim), np.array(idf, dtype=np.float32)
 
+    def stem_id(self, stem: str) -> int:
+        i = self._vocab.get(stem)
+        if i is not None:
+            return int(i)
+        with self._extra_lock:
+            return self._extra_stems.setdefault(stem, len(self._vocab) + len(self._extra_stems))
+
+    def facts(self, doc_id: str, a: int, b: int) -> RangeFacts:
+        """What the range ``a``..``b`` of a document is, whatever the question."""
+        key = (doc_id, a, b)
+        f = self._facts.get(key)
+        if f is None:
+            text = self.index.docs[doc_id].text
+            stems = frozenset(st for _a, _b, st in word_tokens(text[a:b]) if st)
+            words = self.index.words
+            rows = sorted({words[w] for w in content_words(text[a:b]) if w in words})
+            f = RangeFacts(stems=stems, stem_ids=np.array(sorted(self.stem_id(st) for st in stems), dtype=np.int64),
+                           word_rows=np.array(rows, dtype=np.int64), heading=_is_heading(text, a, b),
+                           log_length=math.log1p(len(stems)))
+            self._facts[key] = f
+        return f
+
     def sentence_word_rows(self, doc_id: str, a: int, b: int) -> np.ndarray:
         """Rows of ``index.word_vecs`` of the range's content words."""
-        key = (doc_id, a, b)
-        if key not in self._word_rows:
-            words = self.index.words
-            self._word_rows[key] = np.array(sorted({words[w] for w in content_words(self.index.docs[doc_id].text[a:b])
-                                                    if w in words}), dtype=np.int64)
-        return self._word_rows[key]
+        return self.facts(doc_id, a, b).word_rows
 
     def soft_overlap(self, spans: list[tuple[str, int, int, str]], qwords: tuple[np.ndarray, np.ndarray],
-                     mass: float) -> np.ndarray:
+                     mass: float, rows: list[np.ndarray] | None = None) -> np.ndarray:
         """Per range: the share of the question's IDF mass whose word has a word in the
         range at cosine >= SOFT_MATCH (weighted by that cosine). Unlike ``lexical``, this
         matches a word to its translation, so a sentence in the other language competes."""
         qvecs, idf = qwords
         out = np.zeros(len(spans), dtype=np.float32)
-        rows = [self.sentence_word_rows(d, a, b) for d, a, b, _l in spans]
+        if rows is None:
+            rows = [self.sentence_word_rows(d, a, b) for d, a, b, _l in spans]
         lengths = np.array([len(r) for r in rows])
         if not len(idf) or not lengths.sum():
             return out
@@ -224,10 +257,7 @@ class Extractor:
         return out
 
     def sentence_stems(self, doc_id: str, a: int, b: int) -> frozenset[str]:
-        key = (doc_id, a, b)
-        if key not in self._stems:
-            self._stems[key] = frozenset(st for _a, _b, st in word_tokens(self.index.docs[doc_id].text[a:b]) if st)
-        return self._stems[key]
+        return self.facts(doc_id, a, b).stems
 
     def typed_spans(self, doc_id: str, a: int, b: int, qtype: str, q_terms: dict[str, float]) -> list[Candidate]:
         """Spans of the asked shape in the range (offsets into it) that are not just the
@@ -237,29 +267,33 @@ class Extractor:
             self._shapes[key] = _shapes_with_stems(self.index.docs[doc_id].text[a:b], qtype)
         return _not_question_words(self._shapes[key], q_terms)
 
-    def _window_stems(self, row: int, doc_id: str, a: int, b: int) -> frozenset[str]:
-        """Stems of the sentence (``a``..``b``, as clipped to its chunk) and its neighbours
-        in the same document."""
+    def _window_ids(self, row: int, doc_id: str, a: int, b: int) -> np.ndarray:
+        """Stem ids of the sentence (``a``..``b``, as clipped to its chunk) and its
+        neighbours in the same document."""
         key = (row, a, b)
-        if key not in self._window:
-            window = set(self.sentence_stems(doc_id, a, b))
-            sents = self.index.sentences
+        ids = self._window.get(key)
+        if ids is None:
+            parts = [self.facts(doc_id, a, b).stem_ids]
+            sents = self._sentences
             for nb in (row - 1, row + 1):
                 if 0 <= nb < len(sents) and sents[nb][0] == sents[row][0]:
-                    window |= self.sentence_stems(doc_id, int(sents[nb][1]), int(sents[nb][2]))
-            self._window[key] = frozenset(window)
-        return self._window[key]
+                    parts.append(self.facts(doc_id, sents[nb][1], sents[nb][2]).stem_ids)
+            ids = self._window[key] = np.unique(np.concatenate(parts))
+        return ids
 
     def table(self, passages: list[Passage], q_terms: dict[str, float], qtype: str, lang: str,
               qvec: np.ndarray, qwords: tuple[np.ndarray, np.ndarray] | None = None) -> SentenceTable:
         """Features of every sentence of the top passages (each sentence once, with the
-        score of the best passage that holds it)."""
+        score of the best passage that holds it). Per sentence only cached facts are looked
+        up; the features are array operations over all of them (a Python loop over ~100
+        sentences with a sum over the question's words each was a fifth of an answer)."""
         seen: dict[int, tuple[str, int, int, str, float]] = {}
+        sents = self._sentences
         for p in passages:
             c = p.chunk
             for row in range(c.sent_lo, c.sent_hi):
                 if row not in seen:
-                    _d, a, b = (int(x) for x in self.index.sentences[row])
+                    _d, a, b = sents[row]
                     a, b = max(a, c.start), min(b, c.end)
                     if b > a:
                         seen[row] = (c.doc_id, a, b, c.lang, p.score)
@@ -269,28 +303,31 @@ class Extractor:
             return SentenceTable([], [], x)
         x[:, 0] = self.index.sentence_index.reconstruct_batch(np.array(rows, dtype=np.int64)) @ qvec
         mass = sum(q_terms.values()) or 1.0
-        top = passages[0].score
-        stems_of = self.sentence_stems
-        for i, row in enumerate(rows):
-            doc_id, a, b, slang, pscore = seen[row]
-            stems = stems_of(doc_id, a, b)
-            x[i, 1] = sum(v for t, v in q_terms.items() if t in stems) / mass
-            x[i, 2] = pscore - top
-            if qtype in TYPED and self.typed_spans(doc_id, a, b, qtype, q_terms):
-                x[i, 3] = 1.0
-                x[i, 4] = float(qtype in SHAPED)
-            x[i, 5] = float(slang == lang)
-            key = (doc_id, a, b)
-            if key not in self._heading:
-                self._heading[key] = _is_heading(self.index.docs[doc_id].text, a, b)
-            x[i, 6] = float(self._heading[key])
-            window = self._window_stems(row, doc_id, a, b)
-            x[i, 7] = sum(v for t, v in q_terms.items() if t in window) / mass
-            x[i, 8] = math.log1p(len(stems))
-        spans = [seen[r][:4] for r in rows]
+        facts = [self.facts(d, a, b) for d, a, b, _l, _s in seen.values()]
+        q_ids, q_idf = self._question_ids(q_terms)
+        x[:, 1] = _weighted_hits([f.stem_ids for f in facts], q_ids, q_idf) / mass
+        x[:, 2] = np.array([v[4] for v in seen.values()], dtype=np.float32) - passages[0].score
+        if qtype in TYPED:
+            for i, (doc_id, a, b, _l, _s) in enumerate(seen.values()):
+                if self.typed_spans(doc_id, a, b, qtype, q_terms):
+                    x[i, 3] = 1.0
+                    x[i, 4] = float(qtype in SHAPED)
+        x[:, 5] = [v[3] == lang for v in seen.values()]
+        x[:, 6] = [f.heading for f in facts]
+        windows = [self._window_ids(row, d, a, b) for row, (d, a, b, _l, _s) in seen.items()]
+        x[:, 7] = _weighted_hits(windows, q_ids, q_idf) / mass
+        x[:, 8] = [f.log_length for f in facts]
+        spans = [v[:4] for v in seen.values()]
         if qwords is not None:
-            x[:, 9] = self.soft_overlap(spans, qwords, mass)
+            x[:, 9] = self.soft_overlap(spans, qwords, mass, [f.word_rows for f in facts])
         return SentenceTable(rows, spans, x)
+
+    def _question_ids(self, q_terms: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+        """The question's stem ids, sorted, with their IDF weights (a stem no range has
+        no id and matches nothing; it is not given one, so questions never grow the map)."""
+        ids = ((self._vocab.get(t, self._extra_stems.get(t)), v) for t, v in q_terms.items())
+        pairs = sorted((int(i), v) for i, v in ids if i is not None)
+        return np.array([i for i, _v in pairs], dtype=np.int64), np.array([v for _i, v in pairs], dtype=np.float64)
 
     def __call__(self, index: IndexData, passages: list[Passage], *, question: str = "", query: str = "",
                  qtype: str = "other", lang: str = "en", qvec: np.ndarray | None = None) -> Draft | None:
@@ -434,6 +471,22 @@ class Extractor:
             return near * (1 - overlap) - 0.02 * max(0, len(inside) - 6)
 
         return max(cands, key=closeness)
+
+
+def _weighted_hits(id_sets: list[np.ndarray], q_ids: np.ndarray, q_weights: np.ndarray) -> np.ndarray:
+    """Per set of stem ids (each without repeats): the summed weight of the question's
+    ids (sorted, ``q_weights`` theirs) that it holds."""
+    out = np.zeros(len(id_sets), dtype=np.float64)
+    lengths = np.fromiter(map(len, id_sets), dtype=np.int64, count=len(id_sets))
+    if not len(q_ids) or not lengths.sum():
+        return out
+    flat = np.concatenate(id_sets)
+    pos = np.minimum(np.searchsorted(q_ids, flat), len(q_ids) - 1)
+    hits = np.where(q_ids[pos] == flat, q_weights[pos], 0.0)
+    has = lengths > 0
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[has]
+    out[has] = np.add.reduceat(hits, starts)
+    return out
 
 
 def _shapes_with_stems(text: str, qtype: str) -> list[tuple[Candidate, frozenset[str]]]:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qa.text import word_tokens
+
 _F = re.IGNORECASE | re.UNICODE
 
 _MONTH_EN = (r"(?:January|February|March|April|May|June|July|August|September|October|November|December"
@@ -240,19 +242,88 @@ def feature_names(wh: str, qtype: str) -> list[tuple[str, ...]]:
     return out
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """What ``span_matrix`` needs of a sentence whatever the question: its candidates and
+    their surface features (read-only arrays)."""
+
+    first: np.ndarray  # first and last token of each candidate
+    last: np.ndarray
+    a: np.ndarray  # its character range
+    b: np.ndarray
+    fixed: np.ndarray  # candidates x SPAN_BASE, the columns that do not depend on the question
+    shapes: dict[str, list[tuple[int, int]]]  # typed spans of each _SHAPE_KINDS kind
+
+
+_COL = {name: c for c, name in enumerate(SPAN_BASE)}
+
+
+@functools.lru_cache(maxsize=2048)
+def _layout(text: str) -> _Layout:
+    # Kept per sentence text: the candidates and their shapes were two thirds of the
+    # model's time, and answers come from the same sentences again and again. 2048
+    # sentences of ~150 candidates hold ~50 MB at most.
+    tokens = word_tokens(text)
+    first, last = span_candidates(tokens, text)
+    col = _COL
+    fixed = np.zeros((len(first), len(SPAN_BASE)), dtype=np.float32)
+    starts = np.array([t[0] for t in tokens], dtype=np.int64)
+    ends = np.array([t[1] for t in tokens], dtype=np.int64)
+    a, b = starts[first], ends[last]
+    shapes = {k: [(c.start, c.end) for c in typed_candidates(text, k)] for k in _SHAPE_KINDS}
+    if len(first):
+        n = last - first + 1
+        nt = len(tokens)
+        stop = np.array([st is None for _a, _b, st in tokens])
+        cap = np.array([text[s0:s0 + 1].isupper() for s0 in starts])
+        char_digit = np.concatenate([[0], np.cumsum(np.fromiter(map(str.isdigit, text), dtype=bool, count=len(text)))])
+        char_comma = np.concatenate([[0], np.cumsum(np.fromiter((ch == "," for ch in text), dtype=bool,
+                                                                count=len(text)))])
+        body_end = len(text.rstrip(". \n"))
+        pb_tok = np.array([s0 == 0 or bool(_PUNCT_BEFORE.search(text, max(0, s0 - 2), s0)) for s0 in starts])
+        pa_tok = np.array([e0 >= body_end or bool(_PUNCT_AFTER.search(text, e0, e0 + 2)) for e0 in ends])
+        fixed[:, col["bias"]] = 1.0
+        fixed[np.arange(len(first)), col["L1"] + np.minimum(n, 8) - 1] = 1.0
+        fixed[:, col["stopf"]] = stop[first]
+        fixed[:, col["stopl"]] = stop[last]
+        fixed[:, col["cap"]] = cap[first]
+        fixed[:, col["dig"]] = char_digit[b] > char_digit[a]
+        fixed[:, col["comma"]] = char_comma[b] > char_comma[a]
+        fixed[:, col["pb"]] = pb_tok[first]
+        fixed[:, col["pa"]] = pa_tok[last]
+        fixed[:, col["pbpa"]] = pb_tok[first] & pa_tok[last]
+        fixed[:, col["relpos"]] = a / max(1, len(text))
+        fixed[:, col["frac_len"]] = n / nt
+        for kind, spans in shapes.items():
+            _mark(fixed, a, b, spans, f"t_eq_{kind}", f"t_in_{kind}")
+    for arr in (first, last, a, b, fixed):
+        arr.flags.writeable = False
+    return _Layout(first, last, a, b, fixed, shapes)
+
+
+def _mark(x: np.ndarray, a: np.ndarray, b: np.ndarray, spans: list[tuple[int, int]], eq_col: str, in_col: str) -> None:
+    """Columns ``eq_col`` (the candidate is one of ``spans``) and ``in_col`` (inside one)."""
+    eq = np.zeros(len(a), dtype=bool)
+    within = np.zeros(len(a), dtype=bool)
+    for s0, e0 in spans:
+        eq |= (a == s0) & (b == e0)
+        within |= (a >= s0) & (b <= e0)
+    x[:, _COL[eq_col]] = eq
+    x[:, _COL[in_col]] = within
+
+
 def span_matrix(text: str, tokens: list[tuple[int, int, str | None]],
                 matched: set[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Candidates of ``text`` (a sentence: first and last token) and their features, one
-    column per ``SPAN_BASE`` name; vectorised, as a sentence has hundreds of candidates."""
-    first, last = span_candidates(tokens, text)
-    x = np.zeros((len(first), len(SPAN_BASE)))
+    """Candidates of ``text`` (a sentence; ``tokens`` = ``word_tokens(text)``: first and
+    last token) and their features, one column per ``SPAN_BASE`` name; vectorised, as a
+    sentence has hundreds of candidates."""
+    lay = _layout(text)
+    first, last = lay.first, lay.last
+    x = lay.fixed.astype(np.float64)
     if not len(first):
         return first, last, x
-    col = {name: c for c, name in enumerate(SPAN_BASE)}
+    col = _COL
     nt = len(tokens)
-    starts = np.array([a for a, _b, _s in tokens])
-    ends = np.array([b for _a, b, _s in tokens])
-    a, b = starts[first], ends[last]
     n = last - first + 1
     is_m = np.zeros(nt + 2, dtype=bool)
     is_m[[i + 1 for i in matched]] = True  # shifted by one: index -1 and nt stay False
@@ -271,15 +342,6 @@ def span_matrix(text: str, tokens: list[tuple[int, int, str | None]],
         seen = t if t in matched else seen
     left, right = prev_m[first], next_m[last]
     dist = np.minimum(np.where(left >= 0, first - left, 99), np.where(right >= 0, right - last, 99))
-    stop = np.array([st is None for _a, _b, st in tokens])
-    cap = np.array([text[s0:s0 + 1].isupper() for s0 in starts])
-    char_digit = np.concatenate([[0], np.cumsum([ch.isdigit() for ch in text])])
-    char_comma = np.concatenate([[0], np.cumsum([ch == "," for ch in text])])
-    body_end = len(text.rstrip(". \n"))
-    pb_tok = np.array([s0 == 0 or bool(_PUNCT_BEFORE.search(text, max(0, s0 - 2), s0)) for s0 in starts])
-    pa_tok = np.array([e0 >= body_end or bool(_PUNCT_AFTER.search(text, e0, e0 + 2)) for e0 in ends])
-    x[:, col["bias"]] = 1.0
-    x[np.arange(len(first)), col["L1"] + np.minimum(n, 8) - 1] = 1.0
     x[:, col["ov"]] = overlap
     x[:, col["ov0"]] = overlap == 0
     x[:, col["logd"]] = np.log1p(np.minimum(dist, 30))
@@ -288,30 +350,9 @@ def span_matrix(text: str, tokens: list[tuple[int, int, str | None]],
     x[:, col["dfar"]] = dist >= 99
     x[:, col["hasleft"]] = left >= 0
     x[:, col["hasright"]] = right >= 0
-    x[:, col["stopf"]] = stop[first]
-    x[:, col["stopl"]] = stop[last]
-    x[:, col["cap"]] = cap[first]
-    x[:, col["dig"]] = char_digit[b] > char_digit[a]
-    x[:, col["comma"]] = char_comma[b] > char_comma[a]
-    x[:, col["pb"]] = pb_tok[first]
-    x[:, col["pa"]] = pa_tok[last]
-    x[:, col["pbpa"]] = pb_tok[first] & pa_tok[last]
-    x[:, col["relpos"]] = a / max(1, len(text))
-    x[:, col["frac_len"]] = n / nt
     x[:, col["prev_m"]] = is_m[first]  # is_m is shifted by one: is_m[i] is token i - 1
     x[:, col["next_m"]] = is_m[last + 2]
-    shapes = {k: [(c.start, c.end) for c in typed_candidates(text, k)] for k in _SHAPE_KINDS}
-    shapes["phr"] = [(c.start, c.end) for c in phrase_candidates(text, tokens, matched)]
-    for kind, spans in shapes.items():
-        eq = np.zeros(len(first), dtype=bool)
-        within = np.zeros(len(first), dtype=bool)
-        for s0, e0 in spans:
-            eq |= (a == s0) & (b == e0)
-            within |= (a >= s0) & (b <= e0)
-        prefix = "phr_" if kind == "phr" else "t_"
-        suffix = "" if kind == "phr" else f"_{kind}"
-        x[:, col[f"{prefix}eq{suffix}"]] = eq
-        x[:, col[f"{prefix}in{suffix}"]] = within
+    _mark(x, lay.a, lay.b, [(c.start, c.end) for c in phrase_candidates(text, tokens, matched)], "phr_eq", "phr_in")
     return first, last, x
 
 
