@@ -532,13 +532,18 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
         history = [question_or_422(h if isinstance(h, str) else h.question, f"history[{i}]")
                    for i, h in enumerate(body.history)]
 
+        ticket = service.queue.add(question, history)
+
         def work() -> tuple[Answer, float]:
             t0 = time.perf_counter()
-            answer = service.ask(question, history)
+            answer = service.ask(question, history, qvec=service.queue.take(ticket))
             latency_ms = (time.perf_counter() - t0) * 1000
             return (_in_language(answer, body.lang) if body.lang != "auto" else answer), latency_ms
 
-        answer, latency_ms = await on_cpu(work)
+        try:
+            answer, latency_ms = await on_cpu(work)
+        finally:
+            service.queue.drop(ticket)  # a question given up on is not encoded for nothing
         answer_id = uuid.uuid4().hex
         first = answer.citations[0] if answer.citations else None
 

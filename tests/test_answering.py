@@ -272,3 +272,63 @@ def test_shipped_span_model_picks_the_name(question, sentence, qtype, expected):
     pick = SpanScorer.load().best(sentence, tokens, matched, qtype, question_word(question))
     assert pick is not None and expected in sentence[pick.start:pick.end]
     assert len(sentence[pick.start:pick.end].split()) <= 4
+
+
+def test_waiting_questions_are_encoded_together(service):
+    from qa.pipeline import EncodingQueue
+
+    queue = EncodingQueue(service.encode_questions)
+    asks = [("When was Technopark Alpha founded?", ()), ("Сколько инженеров работает в кластере Гамма?", ()),
+            ("And how many companies?", ("When was Technopark Alpha founded?",))]
+    tickets = [queue.add(q, h) for q, h in asks]
+    second = queue.take(tickets[1])  # the first to get a CPU slot encodes all that wait
+    assert (queue.batches, queue.encoded) == (1, 3)
+    vecs = [queue.take(tickets[0]), second, queue.take(tickets[2])]
+    assert queue.batches == 1
+    for (q, h), vec in zip(asks, vecs, strict=True):
+        alone = service.encode_questions([(q, h)])[0]
+        assert float(vec @ alone) > 0.999
+        assert service.ask(q, h, qvec=vec).to_json() == service.ask(q, h).to_json()
+    # a question given up on is dropped, not encoded
+    a, b = queue.add(asks[0][0]), queue.add(asks[1][0])
+    queue.drop(b)
+    queue.take(a)
+    assert (queue.batches, queue.encoded) == (2, 4)
+
+
+def test_encoding_queue_waits_for_a_batch_in_flight_and_passes_on_errors():
+    import threading
+
+    from qa.pipeline import EncodingQueue
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow(asks):
+        started.set()
+        release.wait(10)
+        return [np.full(2, len(q), dtype=np.float32) for q, _h in asks]
+
+    queue = EncodingQueue(slow)
+    t1, t2 = queue.add("one"), queue.add("three")
+    got = {}
+    first = threading.Thread(target=lambda: got.setdefault(t1, queue.take(t1)))
+    first.start()
+    assert started.wait(10)
+    # t2 is in the batch being encoded: its taker waits for that batch instead of encoding it again
+    second = threading.Thread(target=lambda: got.setdefault(t2, queue.take(t2)))
+    second.start()
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert got[t1].tolist() == [3.0, 3.0] and got[t2].tolist() == [5.0, 5.0]
+    assert (queue.batches, queue.encoded) == (1, 2)
+
+    def broken(asks):
+        raise RuntimeError("encoder failed")
+
+    queue = EncodingQueue(broken)
+    t1, t2 = queue.add("one"), queue.add("two")
+    with pytest.raises(RuntimeError, match="encoder failed"):
+        queue.take(t1)
+    with pytest.raises(RuntimeError, match="encoder failed"):  # the other question of the batch too
+        queue.take(t2)
