@@ -68,7 +68,23 @@ def content_word_stems(text: str) -> list[tuple[str, str]]:
 
 
 # Bumped when sentence boundaries change: the index records it and is rebuilt.
-SENTENCES_VERSION = 2
+SENTENCES_VERSION = 3
+
+
+# A sentence razdel ends inside an open "«" quote is a title with a dot in it
+# ("«Ведомости.") when at most this many words follow the "«", and then goes on.
+_TITLE_WORDS = 4
+
+
+def _last_open(text: str) -> int:
+    """Position of the last "«" of ``text`` that no "»" closes (-1: none)."""
+    opened: list[int] = []
+    for i, ch in enumerate(text):
+        if ch == "«":
+            opened.append(i)
+        elif ch == "»" and opened:
+            opened.pop()
+    return opened[-1] if opened else -1
 
 
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> Iterator[Span]:
@@ -90,9 +106,12 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> Iterato
                 continue
             start = s.start if open_at is None else open_at
             # razdel ends a sentence at a dot inside a quoted title («Ведомости. Город»):
-            # keep going until the quote closes
+            # keep going until the quote closes. Only a title, though: quoted speech of
+            # several sentences stays several sentences (kept whole, a paragraph of
+            # speech outscored the one sentence that answers)
             chunk = line[start:s.stop]
-            if chunk.count("«") > chunk.count("»"):
+            quoted = line[max(s.start, start + _last_open(chunk)):s.stop]
+            if chunk.count("«") > chunk.count("»") and len(quoted.split()) <= _TITLE_WORDS:
                 open_at = start
                 continue
             open_at = None

@@ -100,3 +100,22 @@ def test_bullet_lists_are_content():
 )
 def test_sentence_splitting_knows_abbreviations(text, expected):
     assert len(list(sentence_spans(text))) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a quoted title with a dot in it does not end the sentence
+        ("В июне «Ведомости. Город» писал о кластерах. Их стало больше.",
+         ["В июне «Ведомости. Город» писал о кластерах.", "Их стало больше."]),
+        ("Участников около 145, сообщили «Ведомости. Город» в департаменте.",
+         ["Участников около 145, сообщили «Ведомости. Город» в департаменте."]),
+        # quoted speech of several sentences stays several sentences
+        ("«Это уникальная среда для роста высокотехнологичных компаний. Город формирует экосистему. "
+         "Такой результат — лучшее доказательство», — сказала директор.",
+         ["«Это уникальная среда для роста высокотехнологичных компаний.", "Город формирует экосистему.",
+          "Такой результат — лучшее доказательство», — сказала директор."]),
+    ],
+)
+def test_quoted_titles_and_quoted_speech(text, expected):
+    assert [text[s.start:s.end] for s in sentence_spans(text)] == expected
