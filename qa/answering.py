@@ -85,6 +85,7 @@ FEATURES = ("dense", "lexical", "passage", "typed", "shaped", "same_lang", "head
 # Two words whose vectors are at least this close count as the same word (a translation, an
 # inflection): measured on XQuAD dev, 0.6 and 0.7 beat 0.5 and 0.8 (eval/answer-tuning.md).
 SOFT_MATCH = 0.6
+_YEAR_WORD = re.compile(r"1[0-9]\d\d|20\d\d")
 _LIST_ITEM = re.compile(r"\s*(?:[-•*–]|\d+[.)])\s")
 
 
@@ -350,11 +351,43 @@ class Extractor:
         ranked = np.sort(scores)[::-1]
         features = {f: float(v) for f, v in zip(FEATURES, t.x[i], strict=True)}
         features |= {"score": float(scores[i]), "margin": float(ranked[0] - ranked[1]) if len(ranked) > 1 else 0.0,
-                     "short": float(short is not None)}
+                     "short": float(short is not None),
+                     "name_missing": self.names_missing(question or query, t.rows[i], doc_id, start, end,
+                                                        sum(q_terms.values()) or 1.0)}
         conflict = self._conflict(i, t, scores, qtype, q_terms, doc.text[short[0]:short[1]] if short else None)
         return Draft(doc_id, start, end, confidence=confidence(features),
                      short_start=short[0] if short else None, short_end=short[1] if short else None,
                      features=features, conflict=conflict)
+
+    def names_missing(self, question: str, row: int, doc_id: str, start: int, end: int, mass: float) -> float:
+        """Share of the question's IDF mass in the names and years it asks about (a
+        capitalised word past the first, a year) that the answer and its neighbour
+        sentences lack, by stem or (a name, across languages) by word vector: "Which
+        technopark came first in Saint Petersburg?" answered from a sentence about Moscow."""
+        tokens = word_tokens(question)
+        names = {st: question[a:b] for k, (a, b, st) in enumerate(tokens)
+                 if st and ((k > 0 and question[a].isupper()) or _YEAR_WORD.fullmatch(question[a:b]))}
+        if not names:
+            return 0.0
+        sents = self._sentences
+        ranges = [(start, end)] + [(sents[nb][1], sents[nb][2]) for nb in (row - 1, row + 1)
+                                   if 0 <= nb < len(sents) and sents[nb][0] == sents[row][0]]
+        facts = [self.facts(doc_id, a, b) for a, b in ranges]
+        stems = frozenset().union(*(f.stems for f in facts))
+        rows = np.concatenate([f.word_rows for f in facts])
+        missing = 0.0
+        for st, word in names.items():
+            if st in stems:
+                continue
+            if word.isalpha() and len(rows):
+                w = word.lower().replace("ё", "е")
+                r = self.index.words.get(w)
+                vec = self.index.word_vecs[r] if r is not None else self._oov.get(w)
+                near = np.asarray(self.index.word_vecs[rows], dtype=np.float32)
+                if vec is not None and float(np.max(near @ vec)) >= SOFT_MATCH:
+                    continue
+            missing += self.idf(st)
+        return missing / mass
 
     def _conflict(self, i: int, t: SentenceTable, scores: np.ndarray, qtype: str, q_terms: dict[str, float],
                   short: str | None) -> tuple[str, int, int, int, int] | None:
@@ -532,8 +565,9 @@ def _list_end(text: str, end: int, limit: int = 800) -> int:
 
 def confidence(features: dict[str, float]) -> float:
     """P(the answer contains a right answer): a logistic model of the sentence score, its
-    margin over the runner-up, its lexical coverage, its cosine and its neighbours' coverage,
-    fitted by ``python -m qa.tuning`` on XQuAD dev answers together with off-topic questions
+    margin over the runner-up, its lexical coverage, its cosine, its neighbours' coverage, its
+    coverage by word vector and the asked-for names and years it lacks, fitted by
+    ``python -m qa.tuning`` on XQuAD dev answers together with off-topic questions
     (eval/answer-tuning.md, "Confidence")."""
     z = _CONFIDENCE["intercept"] + sum(c * features[f] for f, c in _CONFIDENCE["coefficients"].items())
     return 1.0 / (1.0 + math.exp(-z))

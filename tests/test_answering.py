@@ -332,3 +332,27 @@ def test_encoding_queue_waits_for_a_batch_in_flight_and_passes_on_errors():
         queue.take(t1)
     with pytest.raises(RuntimeError, match="encoder failed"):  # the other question of the batch too
         queue.take(t2)
+
+
+def test_names_and_years_the_answer_lacks_lower_the_confidence(service):
+    ex = service.extractor
+    doc = service.index.docs["alpha-technopark"]
+    start = doc.text.index("Technopark Alpha is")
+    end = doc.text.index("government.") + len("government.")
+    row = next(r for r, (_d, a, b) in enumerate(ex._sentences) if a <= start < b)
+
+    def missing(question: str) -> float:
+        return ex.names_missing(question, row, "alpha-technopark", start, end,
+                                sum(ex.question_terms(question).values()))
+
+    assert missing("When was Technopark Alpha founded?") == 0.0  # its names are there
+    assert missing("When was the technopark founded in 2012?") == 0.0  # a year in the sentence
+    assert missing("When was Technopark Alpha founded in Novosibirsk?") > 0.2  # a place it does not name
+    assert missing("Who ran Technopark Alpha in 2024?") > 0.2  # a year it does not have
+    # across languages a name matches its translation by word vector (asking encodes the
+    # question's words the index lacks, "москве" here)
+    service.ask("Когда был основан технопарк в Москве?")
+    assert missing("Когда был основан технопарк в Москве?") == 0.0
+    # and the answer step reports it with the confidence's other inputs
+    answer = service.ask("When was Technopark Alpha founded in Novosibirsk?", threshold=0.0)
+    assert answer.features["name_missing"] > 0.2
