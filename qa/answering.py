@@ -18,6 +18,7 @@ import numpy as np
 from qa.config import confidence_weights
 from qa.index import IndexData
 from qa.metrics import answer_lang, normalize_answer
+from qa.questions import counted_stems
 from qa.spans import SPAN_WEIGHTS, Candidate, SpanScorer, question_word, typed_candidates
 from qa.text import content_word_stems, content_words, tokenize, word_tokens
 from qa.types import Citation, Document, Passage
@@ -347,14 +348,17 @@ class Extractor:
         # across languages no stem is shared, so the question's words are found by vector;
         # within one language that adds near-synonyms and lost 2-5 F1 on XQuAD dev
         cross = qwords if doc.lang != lang else None
-        short = self._short(doc.text, start, end, qtype, q_terms, question_word(question), cross) if qtype in SHORT else None
+        counted = counted_stems(question)
+        short = self._short(doc.text, start, end, qtype, q_terms, question_word(question), cross,
+                            counted) if qtype in SHORT else None
         ranked = np.sort(scores)[::-1]
         features = {f: float(v) for f, v in zip(FEATURES, t.x[i], strict=True)}
         features |= {"score": float(scores[i]), "margin": float(ranked[0] - ranked[1]) if len(ranked) > 1 else 0.0,
                      "short": float(short is not None),
                      "name_missing": self.names_missing(question or query, t.rows[i], doc_id, start, end,
                                                         sum(q_terms.values()) or 1.0)}
-        conflict = self._conflict(i, t, scores, qtype, q_terms, doc.text[short[0]:short[1]] if short else None)
+        conflict = self._conflict(i, t, scores, qtype, q_terms, doc.text[short[0]:short[1]] if short else None,
+                                  counted)
         return Draft(doc_id, start, end, confidence=confidence(features),
                      short_start=short[0] if short else None, short_end=short[1] if short else None,
                      features=features, conflict=conflict)
@@ -390,7 +394,7 @@ class Extractor:
         return missing / mass
 
     def _conflict(self, i: int, t: SentenceTable, scores: np.ndarray, qtype: str, q_terms: dict[str, float],
-                  short: str | None) -> tuple[str, int, int, int, int] | None:
+                  short: str | None, counted: frozenset[str] = frozenset()) -> tuple[str, int, int, int, int] | None:
         """A close runner-up from another document whose date, number or amount differs
         from the answer's: sources that disagree (a figure at two dates) are both shown."""
         if qtype not in SHAPED or short is None:
@@ -404,7 +408,7 @@ class Extractor:
                 continue
             other_id, a, b, _lang = t.spans[k]
             text = self.index.docs[other_id].text
-            other = self._short(text, a, b, qtype, q_terms)
+            other = self._short(text, a, b, qtype, q_terms, counted=counted)
             if other and normalize_answer(text[other[0]:other[1]], answer_lang(short)) != normalize_answer(
                     short, answer_lang(short)):
                 return other_id, a, b, other[0], other[1]
@@ -466,7 +470,8 @@ class Extractor:
         return out
 
     def _short(self, text: str, start: int, end: int, qtype: str, q_terms: dict[str, float],
-               wh: str = "none", qwords: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[int, int] | None:
+               wh: str = "none", qwords: tuple[np.ndarray, np.ndarray] | None = None,
+               counted: frozenset[str] = frozenset()) -> tuple[int, int] | None:
         """The short-answer range inside ``text[start:end]``: for a person or an untyped
         question the learned phrase model's choice, otherwise the candidate of the asked
         type closest to the words standing for the question's."""
@@ -480,13 +485,16 @@ class Extractor:
             # RU→EN F1 21.4 / 23.2 with, 19.3 / 21.6 without; same-language unchanged)
             pick = self.spans.best(sent, tokens, matched, qtype, wh)
         else:
-            pick = self.closest_typed(sent, tokens, matched, qtype, q_terms, weights)
+            pick = self.closest_typed(sent, tokens, matched, qtype, q_terms, weights, counted)
         return (start + pick.start, start + pick.end) if pick else None
 
     def closest_typed(self, sent: str, tokens: list[tuple[int, int, str | None]], matched: set[int], qtype: str,
-                      q_terms: dict[str, float], weights: dict[int, float] | None = None) -> Candidate | None:
+                      q_terms: dict[str, float], weights: dict[int, float] | None = None,
+                      counted: frozenset[str] = frozenset()) -> Candidate | None:
         """The span of the asked type nearest to the question's words in ``sent``
-        (``weights``: of the matched tokens; by default the IDF of their stems)."""
+        (``weights``: of the matched tokens; by default the IDF of their stems). A figure
+        followed by what the question counts (``counted``: "How many jobs" → "454 new
+        jobs") comes first."""
         cands = self._typed(sent, qtype, q_terms)
         if not cands:
             return None
@@ -503,7 +511,11 @@ class Extractor:
             overlap = sum(1 for i in inside if i in matched) / len(inside)
             return near * (1 - overlap) - 0.02 * max(0, len(inside) - 6)
 
-        return max(cands, key=closeness)
+        def counts(c: Candidate) -> bool:
+            after = [st for a, _b, st in tokens if a >= c.end][:3]
+            return bool(counted) and qtype in ("number", "amount") and any(st in counted for st in after if st)
+
+        return max(cands, key=lambda c: (counts(c), closeness(c)))
 
 
 def _weighted_hits(id_sets: list[np.ndarray], q_ids: np.ndarray, q_weights: np.ndarray) -> np.ndarray:

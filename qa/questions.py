@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from qa.text import tokenize
+from qa.text import tokenize, word_tokens
 
 TYPES = ("date", "amount", "number", "person", "organisation", "place", "why_how", "list", "other")
 
@@ -98,6 +98,17 @@ def resolve_follow_up(question: str, history: list[str]) -> str:
     if not previous:
         return question
     return f"{question} {previous}"
+
+
+_COUNTED = re.compile(r"\b(?:how\s+many|how\s+much|сколько|скольких|скольким|скольки)\s+((?:[\w-]+\s+){0,1}[\w-]+)", _F)
+
+
+def counted_stems(question: str) -> frozenset[str]:
+    """Stems of the (at most two) words after "how many" / "сколько": what is counted
+    ("jobs" of "How many new jobs…", "компаний" of "Сколько компаний…"). The figure that
+    answers is written right before it ("454 new jobs", "2 тыс. компаний")."""
+    m = _COUNTED.search(question)
+    return frozenset(st for _a, _b, st in word_tokens(m.group(1)) if st) if m else frozenset()
 
 
 class QuestionError(ValueError):

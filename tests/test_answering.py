@@ -356,3 +356,26 @@ def test_names_and_years_the_answer_lacks_lower_the_confidence(service):
     # and the answer step reports it with the confidence's other inputs
     answer = service.ask("When was Technopark Alpha founded in Novosibirsk?", threshold=0.0)
     assert answer.features["name_missing"] > 0.2
+
+
+def test_units_and_currencies_stay_with_their_figure():
+    text = "A cleanroom of 5,100 m^{2}, a hall of 300 m² and 180 млрд рублей of private money."
+    assert [text[c.start:c.end] for c in typed_candidates(text, "number")][:2] == ["5,100 m^{2}", "300 m²"]
+    assert [text[c.start:c.end] for c in typed_candidates(text, "amount")] == ["180 млрд рублей"]
+
+
+@pytest.mark.parametrize(("question", "sentence", "expected"), [
+    ("Сколько компаний работает в технопарках?",
+     "Здесь работают около 75 тыс. специалистов из 2 тыс. компаний.", "2 тыс."),
+    ("How many new jobs were created there?",
+     "Some 75 thousand engineers work there and 454 new jobs were created.", "454"),
+])
+def test_how_many_takes_the_figure_of_what_is_counted(service, question, sentence, expected):
+    from qa.questions import counted_stems
+
+    ex = service.extractor
+    tokens = word_tokens(sentence)
+    q_terms = ex.question_terms(question)
+    weights = ex.matched_words(sentence, tokens, q_terms)
+    pick = ex.closest_typed(sentence, tokens, set(weights), "number", q_terms, weights, counted_stems(question))
+    assert pick is not None and sentence[pick.start:pick.end] == expected
