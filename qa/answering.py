@@ -266,7 +266,8 @@ class Extractor:
         question's own words (a year the question names)."""
         key = (doc_id, a, b, qtype)
         if key not in self._shapes:
-            self._shapes[key] = _shapes_with_stems(self.index.docs[doc_id].text[a:b], qtype)
+            # which sentences hold the asked shape: full dates only, as the weights were tuned
+            self._shapes[key] = _shapes_with_stems(self.index.docs[doc_id].text[a:b], qtype, parts=False)
         return _not_question_words(self._shapes[key], q_terms)
 
     def _window_ids(self, row: int, doc_id: str, a: int, b: int) -> np.ndarray:
@@ -534,10 +535,11 @@ def _weighted_hits(id_sets: list[np.ndarray], q_ids: np.ndarray, q_weights: np.n
     return out
 
 
-def _shapes_with_stems(text: str, qtype: str) -> list[tuple[Candidate, frozenset[str]]]:
-    """The spans of ``text`` of the shape ``qtype`` asks for, each with its content stems."""
+def _shapes_with_stems(text: str, qtype: str, parts: bool = True) -> list[tuple[Candidate, frozenset[str]]]:
+    """The spans of ``text`` of the shape ``qtype`` asks for, each with its content stems
+    (``parts``: see ``typed_candidates``)."""
     return [(c, frozenset(st for _a, _b, st in word_tokens(text[c.start:c.end]) if st))
-            for c in typed_candidates(text, qtype)]
+            for c in typed_candidates(text, qtype, parts)]
 
 
 def _not_question_words(spans: list[tuple[Candidate, frozenset[str]]], q_terms: dict[str, float]) -> list[Candidate]:

@@ -33,7 +33,9 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
         r"|\bin\s+(what|which)\s+(year|month|decade|century)\b|\bhow long ago\b|\bwhat (is|was) the date\b"
         r"|^\s*(а\s+|и\s+)?когда\b|\bв\s+как(ом|ой|ие)\s+(году|месяце|день|годы|сроки|период)\b|\bкакого\s+(числа|года)\b"
         r"|\bс\s+какого\s+(года|времени|момента)\b|\b(к|до)\s+какому?\s+(году|сроку)\b|\bкакой\s+датой\b"
-        r"|\bкакого\s+года\b|\bв\s+каком\s+году\b", _F)),
+        r"|\bкакого\s+года\b|\bв\s+каком\s+году\b|\bна\s+как(ой|ие)\s+(год|годы|срок|период)\b"
+        r"|\bв\s+как(ой|ом)\s+(половине|полугодии|квартале)\b|\b(in|during)\s+(what|which)\s+(half|quarter)\b"
+        r"|\bfor\s+(what|which)\s+(year|period)\b", _F)),
     ("amount", re.compile(
         r"\bhow much (money|did|does|do|will|was|is|were)\b|\b(what|which)\s+(percentage|percent|share|proportion|amount|sum"
         r"|price|cost|revenue|budget|investment|investments|turnover|fee|loan)\b|\bhow expensive\b"

@@ -28,7 +28,9 @@ _MONTH = rf"(?:{_MONTH_EN}|{_MONTH_RU})"
 _YEAR = r"(?:1[0-9]\d\d|20\d\d)"
 _YEAR_RU = r"(?:\s*(?:года|году|годом|год|гг?\.|г\.))"
 _SEASON = (r"(?:early|late|mid-?|spring|summer|autumn|fall|winter|the end of|the beginning of|the middle of"
-           r"|начал[ео]|конц[еа]|середин[еау]|весн[оеу]й?|летом|осень[юи]?|зим[оеу]й?)")
+           r"|(?:the\s+)?(?:first|second|third|fourth|last)\s+(?:half|quarter)"
+           r"|начал[ео]|конц[еа]|середин[еау]|весн[оеу]й?|летом|осень[юи]?|зим[оеу]й?"
+           r"|(?:перв|втор|трет|четв[её]рт|последн)[а-я]*\s+(?:полугоди|квартал)[а-я]*)")
 
 DATE = re.compile(
     rf"\b\d{{1,2}}(?:\s*[-–—]\s*\d{{1,2}})?\s+{_MONTH}(?:,?\s+{_YEAR}{_YEAR_RU}?)?"
@@ -64,6 +66,17 @@ NUMBER = re.compile(
     rf"|\b{_NUMWORD}\b(?:\s+{_SCALE})?",
     _F,
 )
+# A month alone ("в июне", "in June") answers "which month": the Russian forms in full (a stem
+# would take "маяк"), the English names capitalised and without "May" (the verb).
+_BARE_MONTH = re.compile(
+    r"\b(?:январ[ьяе]|феврал[ьяе]|март[ае]?|апрел[ьяе]|ма[йяе]|июн[ьяе]|июл[ьяе]|август[ае]?|сентябр[ьяе]"
+    r"|октябр[ьяе]|ноябр[ьяе]|декабр[ьяе])\b|\b(?:January|February|March|April|June|July|August|September|October"
+    r"|November|December)\b(?![ \t]+\d)",
+    re.UNICODE,
+)
+# A half or quarter of the year alone ("во втором полугодии", "in the first quarter").
+_PART_OF_YEAR = re.compile(r"\b(?:перв|втор|трет|четв[её]рт|последн)[а-я]*\s+(?:полугоди|квартал)[а-я]*"
+                           r"|\b(?:first|second|third|fourth|last)\s+(?:half|quarter)\b", _F)
 _LONE_YEAR = re.compile(rf"({_YEAR})\s*(?:года|году|годом|год|г\.)", _F)
 AMOUNT_MARK = re.compile(rf"{_CURRENCY}|{_PERCENT}", _F)
 
@@ -112,8 +125,9 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def typed_candidates(text: str, qtype: str) -> list[Candidate]:
-    """Spans of ``text`` of the shape a ``qtype`` question asks for."""
+def typed_candidates(text: str, qtype: str, parts: bool = True) -> list[Candidate]:
+    """Spans of ``text`` of the shape a ``qtype`` question asks for (``parts``: also a
+    month or a part of the year alone, when there is no fuller date)."""
     out: list[Candidate] = []
     if qtype == "date":
         for m in DATE.finditer(text):
@@ -122,6 +136,11 @@ def typed_candidates(text: str, qtype: str) -> list[Candidate]:
             if y := _LONE_YEAR.fullmatch(text, a, b):
                 b = a + len(y.group(1))
             out.append(Candidate(a, b, "date"))
+        # a month or a part of the year alone, only where the text has no fuller date (a
+        # month of a full date elsewhere in the sentence took its place on XQuAD dev)
+        if parts and not out:
+            out = [Candidate(m.start(), m.end(), "date")
+                   for m in sorted((*_BARE_MONTH.finditer(text), *_PART_OF_YEAR.finditer(text)), key=lambda m: m.start())]
     elif qtype in ("number", "amount"):
         dates = [(m.start(), m.end()) for m in DATE.finditer(text) if re.search(r"[^\d\s]", m.group())]
         for m in NUMBER.finditer(text):
@@ -273,7 +292,8 @@ def _layout(text: str) -> _Layout:
     starts = np.array([t[0] for t in tokens], dtype=np.int64)
     ends = np.array([t[1] for t in tokens], dtype=np.int64)
     a, b = starts[first], ends[last]
-    shapes = {k: [(c.start, c.end) for c in typed_candidates(text, k)] for k in _SHAPE_KINDS}
+    # the shapes the phrase model was fitted with: full dates only
+    shapes = {k: [(c.start, c.end) for c in typed_candidates(text, k, parts=False)] for k in _SHAPE_KINDS}
     if len(first):
         n = last - first + 1
         nt = len(tokens)

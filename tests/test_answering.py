@@ -379,3 +379,21 @@ def test_how_many_takes_the_figure_of_what_is_counted(service, question, sentenc
     weights = ex.matched_words(sentence, tokens, q_terms)
     pick = ex.closest_typed(sentence, tokens, set(weights), "number", q_terms, weights, counted_stems(question))
     assert pick is not None and sentence[pick.start:pick.end] == expected
+
+
+def test_a_month_or_part_of_the_year_alone_answers_when_no_full_date_does():
+    from qa.questions import question_type
+
+    assert question_type("В каком месяце вышла статья?") == "date"
+    assert question_type("На какой год запланировано продолжение?") == "date"
+    assert question_type("В какой половине 2015 года открылось производство?") == "date"
+    only_month = "В июне «Ведомости. Город» писал о кластерах."
+    assert [only_month[c.start:c.end] for c in typed_candidates(only_month, "date")] == ["июне"]
+    half = "Десять компаний разместили производство во втором полугодии."
+    assert [half[c.start:c.end] for c in typed_candidates(half, "date")] == ["втором полугодии"]
+    # a full date elsewhere in the text wins; "May" the verb and "маяк" are no months
+    full = "It may open in June; the test ran on 27 January 1967 near the маяк."
+    assert [full[c.start:c.end] for c in typed_candidates(full, "date")] == ["27 January 1967"]
+    assert typed_candidates(full, "date", parts=False) == typed_candidates(full, "date")
+    alone = "It may open in June, by the маяк."
+    assert [alone[c.start:c.end] for c in typed_candidates(alone, "date")] == ["June"]
