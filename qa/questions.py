@@ -46,8 +46,9 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("number", re.compile(
         r"\bhow many\b|\bhow much\b|\bhow (big|large|long|tall|far|old|high|wide|deep|fast)\b|\b(what|which)\s+(is\s+|was\s+)?"
         r"(the\s+)?(number|size|area|population|length|height|distance|capacity|floor space)\b"
-        r"|\bсколько\b|\bкако(е|го)\s+(число|количество)\b|\bкаков[аоы]?\s+(площадь|мощность|число|количество|размер|длина)\b"
-        r"|\bкакой\s+площад", _F)),
+        r"|\bскольк(о|их|им|ими)\b|\bкако(е|го)\s+(число|количество)\b"
+        r"|\bкаков[аоы]?\s+(площадь|мощность|число|количество|размер|длина)\b|\bкакой\s+площад"
+        r"|\bкак\s+(давно|долго)\b|\b(под\s+каким\s+номером|какой\s+номер)\b|\bwhat\s+number\b", _F)),
     ("person", re.compile(
         rf"^\s*(and\s+)?(who|whom|whose)\b|\b(what|which)\s+([\w-]+\s+){{0,2}}({_PERSON_EN})\b|\bwho\b"
         rf"|^\s*(а\s+|и\s+)?(кто|кого|кому|кем|чей|чья|чьё|чье|чьи)\b|\bкто\b"

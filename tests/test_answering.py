@@ -397,3 +397,10 @@ def test_a_month_or_part_of_the_year_alone_answers_when_no_full_date_does():
     assert typed_candidates(full, "date", parts=False) == typed_candidates(full, "date")
     alone = "It may open in June, by the маяк."
     assert [alone[c.start:c.end] for c in typed_candidates(alone, "date")] == ["June"]
+
+
+@pytest.mark.parametrize("question", ["Около скольких компаний объединяют кластеры?", "С партнерами из скольких стран?",
+                                      "Как давно растут кластеры?", "Под каким номером значится корпус?",
+                                      "What number does the building have?"])
+def test_more_ways_to_ask_for_a_figure(question):
+    assert question_type(question) == "number"
