@@ -242,17 +242,14 @@ class Extractor:
         out = np.zeros(len(spans), dtype=np.float32)
         if rows is None:
             rows = [self.sentence_word_rows(d, a, b) for d, a, b, _l in spans]
-        lengths = np.array([len(r) for r in rows])
-        if not len(idf) or not lengths.sum():
+        if not len(idf) or not sum(map(len, rows)):
             return out
-        flat = np.concatenate(rows)
+        flat, has, starts = _groups(rows)
         vocab = self.index.word_vecs
         # question words x range words; with a small vocabulary one product with all of it
         # is cheaper than copying the rows out
         small = len(vocab) <= 4 * len(flat)
         sims = (qvecs @ vocab.T)[:, flat] if small else qvecs @ np.asarray(vocab[flat], dtype=np.float32).T
-        has = lengths > 0
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[has]
         best = np.maximum.reduceat(sims, starts, axis=1)  # question words x ranges with words
         best = np.where(best >= SOFT_MATCH, best, 0.0)
         out[has] = (idf @ best) / mass
@@ -270,17 +267,19 @@ class Extractor:
             self._shapes[key] = _shapes_with_stems(self.index.docs[doc_id].text[a:b], qtype, parts=False)
         return _not_question_words(self._shapes[key], q_terms)
 
+    def _neighbours(self, row: int) -> list[tuple[int, int]]:
+        """Ranges of the sentences before and after sentence ``row`` in the same document."""
+        sents = self._sentences
+        return [(sents[nb][1], sents[nb][2]) for nb in (row - 1, row + 1)
+                if 0 <= nb < len(sents) and sents[nb][0] == sents[row][0]]
+
     def _window_ids(self, row: int, doc_id: str, a: int, b: int) -> np.ndarray:
         """Stem ids of the sentence (``a``..``b``, as clipped to its chunk) and its
         neighbours in the same document."""
         key = (row, a, b)
         ids = self._window.get(key)
         if ids is None:
-            parts = [self.facts(doc_id, a, b).stem_ids]
-            sents = self._sentences
-            for nb in (row - 1, row + 1):
-                if 0 <= nb < len(sents) and sents[nb][0] == sents[row][0]:
-                    parts.append(self.facts(doc_id, sents[nb][1], sents[nb][2]).stem_ids)
+            parts = [self.facts(doc_id, ra, rb).stem_ids for ra, rb in [(a, b), *self._neighbours(row)]]
             ids = self._window[key] = np.unique(np.concatenate(parts))
         return ids
 
@@ -374,12 +373,10 @@ class Extractor:
                  if st and ((k > 0 and question[a].isupper()) or _YEAR_WORD.fullmatch(question[a:b]))}
         if not names:
             return 0.0
-        sents = self._sentences
-        ranges = [(start, end)] + [(sents[nb][1], sents[nb][2]) for nb in (row - 1, row + 1)
-                                   if 0 <= nb < len(sents) and sents[nb][0] == sents[row][0]]
-        facts = [self.facts(doc_id, a, b) for a, b in ranges]
+        facts = [self.facts(doc_id, a, b) for a, b in [(start, end), *self._neighbours(row)]]
         stems = frozenset().union(*(f.stems for f in facts))
         rows = np.concatenate([f.word_rows for f in facts])
+        near: np.ndarray | None = None  # the vectors of the answer's words, read once when needed
         missing = 0.0
         for st, word in names.items():
             if st in stems:
@@ -388,9 +385,11 @@ class Extractor:
                 w = word.lower().replace("ё", "е")
                 r = self.index.words.get(w)
                 vec = self.index.word_vecs[r] if r is not None else self._oov.get(w)
-                near = np.asarray(self.index.word_vecs[rows], dtype=np.float32)
-                if vec is not None and float(np.max(near @ vec)) >= SOFT_MATCH:
-                    continue
+                if vec is not None:
+                    if near is None:
+                        near = np.asarray(self.index.word_vecs[rows], dtype=np.float32)
+                    if float(np.max(near @ vec)) >= SOFT_MATCH:
+                        continue
             missing += self.idf(st)
         return missing / mass
 
@@ -513,8 +512,10 @@ class Extractor:
             return near * (1 - overlap) - 0.02 * max(0, len(inside) - 6)
 
         def counts(c: Candidate) -> bool:
+            if not counted or qtype not in ("number", "amount"):
+                return False
             after = [st for a, _b, st in tokens if a >= c.end][:3]
-            return bool(counted) and qtype in ("number", "amount") and any(st in counted for st in after if st)
+            return any(st in counted for st in after if st)
 
         return max(cands, key=lambda c: (counts(c), closeness(c)))
 
@@ -523,16 +524,21 @@ def _weighted_hits(id_sets: list[np.ndarray], q_ids: np.ndarray, q_weights: np.n
     """Per set of stem ids (each without repeats): the summed weight of the question's
     ids (sorted, ``q_weights`` theirs) that it holds."""
     out = np.zeros(len(id_sets), dtype=np.float64)
-    lengths = np.fromiter(map(len, id_sets), dtype=np.int64, count=len(id_sets))
-    if not len(q_ids) or not lengths.sum():
+    if not len(q_ids) or not sum(map(len, id_sets)):
         return out
-    flat = np.concatenate(id_sets)
+    flat, has, starts = _groups(id_sets)
     pos = np.minimum(np.searchsorted(q_ids, flat), len(q_ids) - 1)
     hits = np.where(q_ids[pos] == flat, q_weights[pos], 0.0)
-    has = lengths > 0
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[has]
     out[has] = np.add.reduceat(hits, starts)
     return out
+
+
+def _groups(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``arrays`` (not all empty) end to end, which of them are non-empty, and where each
+    non-empty one starts: the offsets a ``reduceat`` over the groups needs."""
+    lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
+    has = lengths > 0
+    return np.concatenate(arrays), has, np.concatenate([[0], np.cumsum(lengths)[:-1]])[has]
 
 
 def _shapes_with_stems(text: str, qtype: str, parts: bool = True) -> list[tuple[Candidate, frozenset[str]]]:

@@ -27,10 +27,13 @@ _MONTH_RU = r"(?:январ|феврал|март|апрел|ма[йяе]|июн
 _MONTH = rf"(?:{_MONTH_EN}|{_MONTH_RU})"
 _YEAR = r"(?:1[0-9]\d\d|20\d\d)"
 _YEAR_RU = r"(?:\s*(?:года|году|годом|год|гг?\.|г\.))"
+# a half or a quarter of the year ("second half", "во втором полугодии")
+_PART_EN = r"(?:first|second|third|fourth|last)\s+(?:half|quarter)"
+_PART_RU = r"(?:перв|втор|трет|четв[её]рт|последн)[а-я]*\s+(?:полугоди|квартал)[а-я]*"
 _SEASON = (r"(?:early|late|mid-?|spring|summer|autumn|fall|winter|the end of|the beginning of|the middle of"
-           r"|(?:the\s+)?(?:first|second|third|fourth|last)\s+(?:half|quarter)"
+           rf"|(?:the\s+)?{_PART_EN}"
            r"|начал[ео]|конц[еа]|середин[еау]|весн[оеу]й?|летом|осень[юи]?|зим[оеу]й?"
-           r"|(?:перв|втор|трет|четв[её]рт|последн)[а-я]*\s+(?:полугоди|квартал)[а-я]*)")
+           rf"|{_PART_RU})")
 
 DATE = re.compile(
     rf"\b\d{{1,2}}(?:\s*[-–—]\s*\d{{1,2}})?\s+{_MONTH}(?:,?\s+{_YEAR}{_YEAR_RU}?)?"
@@ -75,8 +78,7 @@ _BARE_MONTH = re.compile(
     re.UNICODE,
 )
 # A half or quarter of the year alone ("во втором полугодии", "in the first quarter").
-_PART_OF_YEAR = re.compile(r"\b(?:перв|втор|трет|четв[её]рт|последн)[а-я]*\s+(?:полугоди|квартал)[а-я]*"
-                           r"|\b(?:first|second|third|fourth|last)\s+(?:half|quarter)\b", _F)
+_PART_OF_YEAR = re.compile(rf"\b{_PART_RU}|\b{_PART_EN}\b", _F)
 _LONE_YEAR = re.compile(rf"({_YEAR})\s*(?:года|году|годом|год|г\.)", _F)
 AMOUNT_MARK = re.compile(rf"{_CURRENCY}|{_PERCENT}", _F)
 
@@ -273,7 +275,6 @@ class _Layout:
     a: np.ndarray  # its character range
     b: np.ndarray
     fixed: np.ndarray  # candidates x SPAN_BASE, the columns that do not depend on the question
-    shapes: dict[str, list[tuple[int, int]]]  # typed spans of each _SHAPE_KINDS kind
 
 
 _COL = {name: c for c, name in enumerate(SPAN_BASE)}
@@ -321,7 +322,7 @@ def _layout(text: str) -> _Layout:
             _mark(fixed, a, b, spans, f"t_eq_{kind}", f"t_in_{kind}")
     for arr in (first, last, a, b, fixed):
         arr.flags.writeable = False
-    return _Layout(first, last, a, b, fixed, shapes)
+    return _Layout(first, last, a, b, fixed)
 
 
 def _mark(x: np.ndarray, a: np.ndarray, b: np.ndarray, spans: list[tuple[int, int]], eq_col: str, in_col: str) -> None:
