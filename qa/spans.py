@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qa.syntax import DEPS, EMPTY, ENTS, POS, Parse
 from qa.text import word_tokens
 
 _F = re.IGNORECASE | re.UNICODE
@@ -224,11 +225,22 @@ _PUNCT_AFTER = re.compile(r"[,;:)»\"”—–.]")
 _WH = ("what", "which", "who", "whom", "whose", "where", "how", "why", "name", "что", "какой", "какая", "какие",
        "каком", "кто", "где", "как", "почему", "чем", "сколько")
 _SHAPE_KINDS = ("date", "number", "person", "organisation")
+_HEAD_POS = ("NOUN", "PROPN", "NUM", "VERB", "ADJ", "ADV", "PRON")
+# from the sentence's parse (qa/syntax.py): the phrase is a constituent (a token's subtree,
+# with or without a leading preposition or article), has one head (its part of speech and
+# relation), is a named entity (its type); and, given the question, the head hangs on a
+# question word (par_m), has one below it (child_m), or is 1, 2, 3+ tree steps from one
+SYNTAX = ("const", "const_strip", "onehead", "nohead", *(f"hp_{p}" for p in _HEAD_POS), "hp_other",
+          *(f"hd_{d}" for d in DEPS[1:]), "ent_eq", "ent_in", *(f"ent_{e}" for e in ENTS),
+          "par_m", "child_m", "td1", "td2", "td3", "tdnone")
 SPAN_BASE = ("bias", *(f"L{n}" for n in range(1, 9)), "ov", "ov0", "logd", "d1", "d2", "dfar", "hasleft", "hasright",
              "stopf", "stopl", "cap", "dig", "comma", "pb", "pa", "pbpa", "relpos", "frac_len", "prev_m", "next_m",
-             "phr_eq", "phr_in", *(f"t_{m}_{k}" for k in _SHAPE_KINDS for m in ("eq", "in")))
+             "phr_eq", "phr_in", *(f"t_{m}_{k}" for k in _SHAPE_KINDS for m in ("eq", "in")), "rule_eq", "rule_in",
+             *SYNTAX)
 # base features that also count once more crossed with the question word and the question type
-_CROSSED = ("L1", "L2", "L3", "cap", "dig", "ov0", "d1", "hasleft", "hasright", "pbpa", "prev_m", "next_m")
+_CROSSED = ("L1", "L2", "L3", "cap", "dig", "ov0", "d1", "hasleft", "hasright", "pbpa", "prev_m", "next_m",
+            "rule_eq", "rule_in", "const", "const_strip", "hp_NOUN", "hp_PROPN", "hp_NUM", "hp_VERB", "hp_ADJ", "ent_eq",
+            *(f"ent_{e}" for e in ENTS if e != "MISC"), "hd_subj", "hd_obj", "par_m", "td1")
 
 
 def question_word(question: str) -> str:
@@ -275,13 +287,16 @@ class _Layout:
     a: np.ndarray  # its character range
     b: np.ndarray
     fixed: np.ndarray  # candidates x SPAN_BASE, the columns that do not depend on the question
+    parse: Parse
+    inside: np.ndarray  # candidates x parse tokens: the token lies inside the candidate
+    head: np.ndarray  # the candidate's one head token (-1: none or several)
 
 
 _COL = {name: c for c, name in enumerate(SPAN_BASE)}
 
 
 @functools.lru_cache(maxsize=1024)
-def _layout(text: str) -> _Layout:
+def _layout(text: str, parse: Parse = EMPTY) -> _Layout:
     # Kept per sentence text: the candidates and their shapes were two thirds of the
     # model's time, and answers come from the same sentences again and again. A sentence
     # holds 33 KB on average (XQuAD and the bundled sources; 150 KB the longest), so
@@ -320,9 +335,83 @@ def _layout(text: str) -> _Layout:
         fixed[:, col["frac_len"]] = n / nt
         for kind, spans in shapes.items():
             _mark(fixed, a, b, spans, f"t_eq_{kind}", f"t_in_{kind}")
-    for arr in (first, last, a, b, fixed):
+    inside, head = _syntax_columns(fixed, a, b, parse)
+    for arr in (first, last, a, b, fixed, inside, head):
         arr.flags.writeable = False
-    return _Layout(first, last, a, b, fixed)
+    return _Layout(first, last, a, b, fixed, parse, inside, head)
+
+
+_PUNCT = POS.index("PUNCT")
+_LEADING = frozenset(POS.index(p) for p in ("ADP", "DET", "CCONJ", "SCONJ", "PART", "AUX", "PUNCT"))
+_HEAD_COL = {POS.index(p): f"hp_{p}" for p in _HEAD_POS}
+
+
+def _subtrees(parse: Parse) -> tuple[np.ndarray, np.ndarray]:
+    """Character ranges of each token's subtree without edge punctuation, and without a
+    leading preposition, article or conjunction too (SQuAD answers mostly leave them out)."""
+    n = len(parse)
+    children: list[list[int]] = [[] for _ in range(n)]
+    for k, h in enumerate(parse.head.tolist()):
+        if h >= 0:
+            children[h].append(k)
+    whole, stripped = [], []
+    pos = parse.pos.tolist()
+    for k in range(n):
+        seen, stack = {k}, [k]
+        while stack:  # not a recursion: a parser may return a cycle
+            for c in children[stack.pop()]:
+                if c not in seen:
+                    seen.add(c)
+                    stack.append(c)
+        lo, hi = min(seen), max(seen)
+        while lo < hi and pos[lo] == _PUNCT:
+            lo += 1
+        while hi > lo and pos[hi] == _PUNCT:
+            hi -= 1
+        whole.append((parse.start[lo], parse.end[hi]))
+        while lo < hi and pos[lo] in _LEADING:
+            lo += 1
+        stripped.append((parse.start[lo], parse.end[hi]))
+    key = np.int64(1) << 32
+    return (np.array([x * key + y for x, y in whole], dtype=np.int64),
+            np.array([x * key + y for x, y in stripped], dtype=np.int64))
+
+
+def _syntax_columns(x: np.ndarray, a: np.ndarray, b: np.ndarray, parse: Parse) -> tuple[np.ndarray, np.ndarray]:
+    """Fill the question-independent SYNTAX columns of ``x`` for candidates ``[a, b)``;
+    return which parse tokens lie inside each candidate and its one head (-1: none or several)."""
+    n = len(parse)
+    if not n or not len(a):
+        return np.zeros((len(a), n), dtype=bool), np.full(len(a), -1)
+    col = _COL
+    whole, stripped = _subtrees(parse)
+    span = a.astype(np.int64) << 32 | b.astype(np.int64)
+    x[:, col["const"]] = np.isin(span, whole)
+    x[:, col["const_strip"]] = np.isin(span, stripped)
+    inside = (parse.start[None, :] >= a[:, None]) & (parse.end[None, :] <= b[:, None])
+    h = parse.head
+    head_inside = np.zeros_like(inside)
+    has = h >= 0
+    head_inside[:, has] = inside[:, h[has]]
+    is_head = inside & ~head_inside & (parse.pos != _PUNCT)[None, :]
+    count = is_head.sum(1)
+    head = np.where(count == 1, is_head.argmax(1), -1)
+    x[:, col["onehead"]] = count == 1
+    x[:, col["nohead"]] = count == 0
+    one = head >= 0
+    rows = np.nonzero(one)[0]
+    hpos = parse.pos[head[one]]
+    for r, p in zip(rows, hpos.tolist(), strict=True):
+        x[r, col[_HEAD_COL.get(p, "hp_other")]] = 1.0
+    for r, d in zip(rows, parse.dep[head[one]].tolist(), strict=True):
+        if d:
+            x[r, col[f"hd_{DEPS[d]}"]] = 1.0
+    for s0, e0, t in parse.ents.tolist():
+        eq = (a == s0) & (b == e0)
+        x[eq, col["ent_eq"]] = 1.0
+        x[eq, col[f"ent_{ENTS[t]}"]] = 1.0
+        x[~eq & (a >= s0) & (b <= e0), col["ent_in"]] = 1.0
+    return inside, head
 
 
 def _mark(x: np.ndarray, a: np.ndarray, b: np.ndarray, spans: list[tuple[int, int]], eq_col: str, in_col: str) -> None:
@@ -336,12 +425,13 @@ def _mark(x: np.ndarray, a: np.ndarray, b: np.ndarray, spans: list[tuple[int, in
     x[:, _COL[in_col]] = within
 
 
-def span_matrix(text: str, tokens: list[tuple[int, int, str | None]],
-                matched: set[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Candidates of ``text`` (a sentence; ``tokens`` = ``word_tokens(text)``: first and
-    last token) and their features, one column per ``SPAN_BASE`` name; vectorised, as a
-    sentence has hundreds of candidates."""
-    lay = _layout(text)
+def span_matrix(text: str, tokens: list[tuple[int, int, str | None]], matched: set[int], parse: Parse = EMPTY,
+                rule: Candidate | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidates of ``text`` (a sentence; ``tokens`` = ``word_tokens(text)``; ``parse``: its
+    parse, offsets into ``text``; ``rule``: the typed span nearest the question's words, as
+    the answer step's rule picks it: first and last token) and their features, one column
+    per ``SPAN_BASE`` name; vectorised, as a sentence has hundreds of candidates."""
+    lay = _layout(text, parse)
     first, last = lay.first, lay.last
     x = lay.fixed.astype(np.float64)
     if not len(first):
@@ -377,7 +467,56 @@ def span_matrix(text: str, tokens: list[tuple[int, int, str | None]],
     x[:, col["prev_m"]] = is_m[first]  # is_m is shifted by one: is_m[i] is token i - 1
     x[:, col["next_m"]] = is_m[last + 2]
     _mark(x, lay.a, lay.b, [(c.start, c.end) for c in phrase_candidates(text, tokens, matched)], "phr_eq", "phr_in")
+    if rule is not None:
+        _mark(x, lay.a, lay.b, [(rule.start, rule.end)], "rule_eq", "rule_in")
+    if len(lay.parse) and matched:
+        _tree_columns(x, lay, [tokens[i][:2] for i in matched])
     return first, last, x
+
+
+def _tree_columns(x: np.ndarray, lay: _Layout, matched: list[tuple[int, int]]) -> None:
+    """The question-dependent SYNTAX columns: where the candidate's head stands in the
+    tree relative to the parse tokens that hold a question word (``matched``: their ranges)."""
+    p = lay.parse
+    n = len(p)
+    ms = np.array([m[0] for m in matched])
+    me = np.array([m[1] for m in matched])
+    qword = ((ms[:, None] < p.end[None, :]) & (p.start[None, :] < me[:, None])).any(0)
+    if not qword.any():
+        return
+    # tree distance of every token to the nearest question word (breadth first, both ways)
+    nbrs: list[list[int]] = [[] for _ in range(n)]
+    for k, h in enumerate(p.head.tolist()):
+        if h >= 0:
+            nbrs[k].append(h)
+            nbrs[h].append(k)
+    dist = np.full(n, 99)
+    frontier = np.nonzero(qword)[0].tolist()
+    dist[frontier] = 0
+    while frontier:
+        nxt = []
+        for u in frontier:
+            for v in nbrs[u]:
+                if dist[v] > dist[u] + 1:
+                    dist[v] = dist[u] + 1
+                    nxt.append(v)
+        frontier = nxt
+    rows = np.nonzero(lay.head >= 0)[0]
+    if not len(rows):
+        return
+    h = lay.head[rows]
+    parent = p.head[h]
+    col = _COL
+    x[rows, col["par_m"]] = (parent >= 0) & qword[np.maximum(parent, 0)]
+    outside = ~lay.inside[rows]
+    child = (p.head[None, :] == h[:, None]) & outside
+    x[rows, col["child_m"]] = (child & qword[None, :]).any(1)
+    near = child | ((np.arange(n)[None, :] == parent[:, None]) & outside)
+    d = np.where(near, dist[None, :] + 1, 99).min(1)
+    x[rows, col["td1"]] = d == 1
+    x[rows, col["td2"]] = d == 2
+    x[rows, col["td3"]] = (d >= 3) & (d < 99)
+    x[rows, col["tdnone"]] = d >= 99
 
 
 class SpanScorer:
@@ -395,8 +534,8 @@ class SpanScorer:
         return np.array([sum(self.weights.get(k, 0.0) for k in names) for names in feature_names(wh, qtype)])
 
     def best(self, text: str, tokens: list[tuple[int, int, str | None]], matched: set[int], qtype: str,
-             wh: str) -> Candidate | None:
-        first, last, x = span_matrix(text, tokens, matched)
+             wh: str, parse: Parse = EMPTY, rule: Candidate | None = None) -> Candidate | None:
+        first, last, x = span_matrix(text, tokens, matched, parse, rule)
         if not len(first):
             return None
         k = int(np.argmax(x @ self.column_weights(wh, qtype)))

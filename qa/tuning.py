@@ -26,7 +26,7 @@ from qa.embedding import load_encoder
 from qa.index import build, open_index
 from qa.metrics import best_over_golds, contains
 from qa.pipeline import QAService
-from qa.questions import question_type
+from qa.questions import counted_stems, question_type
 from qa.spans import SPAN_WEIGHTS, feature_names, question_word, span_matrix
 from qa.text import detect_lang, word_tokens
 
@@ -77,10 +77,12 @@ def span_groups(service: QAService, items: tuple[EvalItem, ...]) -> list[SpanGro
         weights = ex.matched_words(sent, tokens, q_terms)  # same language: stems only, as in the answer step
         matched = set(weights)
         qtype = question_type(it.question)
-        first, last, x = span_matrix(sent, tokens, matched)
+        c = ans.citations[0]
+        rule = (ex.closest_typed(sent, tokens, matched, qtype, q_terms, weights, counted_stems(it.question))
+                if qtype in TYPED else None)
+        first, last, x = span_matrix(sent, tokens, matched, service.index.parse(c.doc_id, c.start, c.end), rule)
         f1 = np.array([best_over_golds("f1", sent[tokens[i][0]:tokens[j][1]], it.answers)
                        for i, j in zip(first, last, strict=True)])
-        rule = ex.closest_typed(sent, tokens, matched, qtype, q_terms, weights) if qtype in TYPED else None
         rule_f1 = best_over_golds("f1", sent[rule.start:rule.end] if rule else sent, it.answers)
         article = it.doc_ids[0].rsplit(":", 1)[0] if it.doc_ids else it.qid
         out.append(SpanGroup(article, qtype, question_word(it.question), x, f1, rule_f1))
