@@ -479,13 +479,13 @@ class Extractor:
         tokens = word_tokens(sent)
         weights = self.matched_words(sent, tokens, q_terms, qwords)
         matched = set(weights)
-        rule = self.closest_typed(sent, tokens, matched, qtype, q_terms, weights, counted) if qtype in TYPED else None
-        pick = rule
         if qtype in LEARNED_SHORT:
             # also with no question word in the sentence (an answer across languages): the
             # model's shape features alone still beat no short answer there (XQuAD EN→RU /
             # RU→EN F1 21.4 / 23.2 with, 19.3 / 21.6 without; same-language unchanged)
-            pick = self.spans.best(sent, tokens, matched, qtype, wh, self.index.parse(doc_id, start, end), rule)
+            pick = self.spans.best(sent, tokens, matched, qtype, wh, self.index.parse(doc_id, start, end))
+        else:
+            pick = self.closest_typed(sent, tokens, matched, qtype, q_terms, weights, counted)
         return (start + pick.start, start + pick.end) if pick else None
 
     def closest_typed(self, sent: str, tokens: list[tuple[int, int, str | None]], matched: set[int], qtype: str,

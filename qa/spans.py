@@ -235,11 +235,10 @@ SYNTAX = ("const", "const_strip", "onehead", "nohead", *(f"hp_{p}" for p in _HEA
           "par_m", "child_m", "td1", "td2", "td3", "tdnone")
 SPAN_BASE = ("bias", *(f"L{n}" for n in range(1, 9)), "ov", "ov0", "logd", "d1", "d2", "dfar", "hasleft", "hasright",
              "stopf", "stopl", "cap", "dig", "comma", "pb", "pa", "pbpa", "relpos", "frac_len", "prev_m", "next_m",
-             "phr_eq", "phr_in", *(f"t_{m}_{k}" for k in _SHAPE_KINDS for m in ("eq", "in")), "rule_eq", "rule_in",
-             *SYNTAX)
+             "phr_eq", "phr_in", *(f"t_{m}_{k}" for k in _SHAPE_KINDS for m in ("eq", "in")), *SYNTAX)
 # base features that also count once more crossed with the question word and the question type
 _CROSSED = ("L1", "L2", "L3", "cap", "dig", "ov0", "d1", "hasleft", "hasright", "pbpa", "prev_m", "next_m",
-            "rule_eq", "rule_in", "const", "const_strip", "hp_NOUN", "hp_PROPN", "hp_NUM", "hp_VERB", "hp_ADJ", "ent_eq",
+            "const", "const_strip", "hp_NOUN", "hp_PROPN", "hp_NUM", "hp_VERB", "hp_ADJ", "ent_eq",
             *(f"ent_{e}" for e in ENTS if e != "MISC"), "hd_subj", "hd_obj", "par_m", "td1")
 
 
@@ -425,12 +424,11 @@ def _mark(x: np.ndarray, a: np.ndarray, b: np.ndarray, spans: list[tuple[int, in
     x[:, _COL[in_col]] = within
 
 
-def span_matrix(text: str, tokens: list[tuple[int, int, str | None]], matched: set[int], parse: Parse = EMPTY,
-                rule: Candidate | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def span_matrix(text: str, tokens: list[tuple[int, int, str | None]],
+                matched: set[int], parse: Parse = EMPTY) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candidates of ``text`` (a sentence; ``tokens`` = ``word_tokens(text)``; ``parse``: its
-    parse, offsets into ``text``; ``rule``: the typed span nearest the question's words, as
-    the answer step's rule picks it: first and last token) and their features, one column
-    per ``SPAN_BASE`` name; vectorised, as a sentence has hundreds of candidates."""
+    parse, offsets into ``text``: first and last token) and their features, one column per
+    ``SPAN_BASE`` name; vectorised, as a sentence has hundreds of candidates."""
     lay = _layout(text, parse)
     first, last = lay.first, lay.last
     x = lay.fixed.astype(np.float64)
@@ -467,8 +465,6 @@ def span_matrix(text: str, tokens: list[tuple[int, int, str | None]], matched: s
     x[:, col["prev_m"]] = is_m[first]  # is_m is shifted by one: is_m[i] is token i - 1
     x[:, col["next_m"]] = is_m[last + 2]
     _mark(x, lay.a, lay.b, [(c.start, c.end) for c in phrase_candidates(text, tokens, matched)], "phr_eq", "phr_in")
-    if rule is not None:
-        _mark(x, lay.a, lay.b, [(rule.start, rule.end)], "rule_eq", "rule_in")
     if len(lay.parse) and matched:
         _tree_columns(x, lay, [tokens[i][:2] for i in matched])
     return first, last, x
@@ -534,8 +530,8 @@ class SpanScorer:
         return np.array([sum(self.weights.get(k, 0.0) for k in names) for names in feature_names(wh, qtype)])
 
     def best(self, text: str, tokens: list[tuple[int, int, str | None]], matched: set[int], qtype: str,
-             wh: str, parse: Parse = EMPTY, rule: Candidate | None = None) -> Candidate | None:
-        first, last, x = span_matrix(text, tokens, matched, parse, rule)
+             wh: str, parse: Parse = EMPTY) -> Candidate | None:
+        first, last, x = span_matrix(text, tokens, matched, parse)
         if not len(first):
             return None
         k = int(np.argmax(x @ self.column_weights(wh, qtype)))
