@@ -77,11 +77,12 @@ def first_sentence(index: IndexData, passages: list[Passage]) -> Draft | None:
 TYPED = frozenset({"date", "number", "amount", "person", "organisation", "place"})
 # Types whose shape a regular expression recognises reliably (names are any capitalised word).
 SHAPED = frozenset({"date", "number", "amount"})
-SHORT = TYPED | {"other"}
+SHORT = TYPED | {"other", "why_how"}
 # Short answers the learned phrase model picks (qa/spans.py): on XQuAD dev, held-out
-# articles, it beats the closest-phrase rule for these types and loses to the regular
-# shapes for dates, figures, places and organisations (eval/answer-tuning.md).
-LEARNED_SHORT = frozenset({"other", "person"})
+# articles, it beats the closest-phrase rule for these types (for "why / how" questions,
+# the whole sentence) and loses to the regular shapes for dates, figures, places and
+# organisations, and to the whole sentence for lists (eval/answer-tuning.md).
+LEARNED_SHORT = frozenset({"other", "person", "why_how"})
 FEATURES = ("dense", "lexical", "passage", "typed", "shaped", "same_lang", "heading", "window", "length", "soft")
 # Two words whose vectors are at least this close count as the same word (a translation, an
 # inflection): measured on XQuAD dev, 0.6 and 0.7 beat 0.5 and 0.8 (eval/answer-tuning.md).
