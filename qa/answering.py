@@ -88,6 +88,7 @@ FEATURES = ("dense", "lexical", "passage", "typed", "shaped", "same_lang", "head
 # inflection): measured on XQuAD dev, 0.6 and 0.7 beat 0.5 and 0.8 (eval/answer-tuning.md).
 SOFT_MATCH = 0.6
 _YEAR_WORD = re.compile(r"1[0-9]\d\d|20\d\d")
+_POSSESSIVE = re.compile(r"\w['’]s$")
 _LIST_ITEM = re.compile(r"\s*(?:[-•*–]|\d+[.)])\s")
 
 
@@ -487,7 +488,11 @@ class Extractor:
             pick = self.spans.best(sent, tokens, matched, qtype, wh, self.index.parse(doc_id, start, end))
         else:
             pick = self.closest_typed(sent, tokens, matched, qtype, q_terms, weights, counted)
-        return (start + pick.start, start + pick.end) if pick else None
+        if pick is None:
+            return None
+        # the possessive ending is not part of a name ("Charles Darwin's theory" -> "Charles Darwin")
+        end_at = pick.end - 2 if _POSSESSIVE.search(sent, pick.start, pick.end) else pick.end
+        return start + pick.start, start + end_at
 
     def closest_typed(self, sent: str, tokens: list[tuple[int, int, str | None]], matched: set[int], qtype: str,
                       q_terms: dict[str, float], weights: dict[int, float] | None = None,

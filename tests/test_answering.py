@@ -232,6 +232,22 @@ def test_disagreeing_sources_are_both_cited_newest_first(tmp_path, encoder):
     assert a.answer == a.citations[0].quote
 
 
+def test_a_name_loses_its_possessive_ending(tmp_path, encoder):
+    from qa.config import Settings
+    from qa.index import build_on_disk, open_index
+
+    src = tmp_path / "sources"
+    src.mkdir()
+    (src / "lab.txt").write_text("The park opened a photonics laboratory in 2020. The laboratory was Ivan Petrov's "
+                                 "idea, the park said. It employs forty engineers.", encoding="utf-8")
+    s = Settings(sources_dir=src, index_dir=tmp_path / "index", chunk_size=300, chunk_overlap=60)
+    build_on_disk(s, encoder=encoder)
+    svc = QAService(open_index(s), encoder, s)
+    a = svc.ask("Whose idea was the laboratory?", threshold=0.0)
+    check_invariants(a, svc)
+    assert a.short_answer == "Ivan Petrov"
+
+
 # ---- the learned short-answer phrase model (qa/spans.py) ----
 
 def _matched(question: str, sentence: str) -> tuple[list, set[int]]:
