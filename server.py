@@ -250,7 +250,7 @@ def load_service(settings: Settings, progress: Callable[[str], None] | None = No
         index = open_index(settings)
     except (MissingIndexError, StaleIndexError) as e:
         say(f"{e} -> building it now")
-        build_on_disk(settings, encoder=encoder, progress=progress)
+        build_on_disk(settings, encoder=encoder, progress=progress, parse_apart=True)
         index = open_index(settings)
     return QAService(index, encoder, settings)
 

@@ -138,11 +138,13 @@ def build(
     clean: bool = True,
     progress: Callable[[str], None] | None = None,
     cache: EmbeddingCache | None = None,
+    parse_apart: bool = False,
 ) -> IndexData:
     """Build an in-memory index over ``docs``.
 
     ``clean=False`` indexes whole texts (benchmark contexts have no site furniture);
-    ``cache`` reuses the vectors of texts embedded before.
+    ``cache`` reuses the vectors of texts embedded before; ``parse_apart`` parses the
+    sentences in a child process (a long-lived caller, the server, never loads the parsers).
     """
     say = progress or (lambda _msg: None)
     chunks: list[Chunk] = []
@@ -163,7 +165,7 @@ def build(
     bm25 = bm25s.BM25()
     bm25.index([tokenize(c.text) for c in chunks], show_progress=False)
     doc_row = {d.doc_id: i for i, d in enumerate(docs)}
-    parses = parse_texts([s.text for s in sentences], progress=progress)
+    parses = parse_texts([s.text for s in sentences], progress=progress, apart=parse_apart)
     syntax = SyntaxTable.from_parses([(doc_row[s.doc_id], s.start, p) for s, p in zip(sentences, parses, strict=True)])
     sent_table = np.array([(doc_row[s.doc_id], s.start, s.end) for s in sentences], dtype=np.int64).reshape(-1, 3)
     manifest = {
@@ -365,9 +367,10 @@ def build_on_disk(
     progress: Callable[[str], None] | None = None,
     *,
     locked: bool = False,
+    parse_apart: bool = False,
 ) -> BuildSummary:
     """Build the index of ``settings.sources_dir`` and publish it atomically
-    (``locked``: the caller already holds ``build_lock``)."""
+    (``locked``: the caller already holds ``build_lock``; ``parse_apart``: see ``build``)."""
     t0 = time.perf_counter()
     index_dir = settings.index_dir
     with contextlib.nullcontext() if locked else build_lock(index_dir):
@@ -375,7 +378,7 @@ def build_on_disk(
         hashes = source_hashes(settings.sources_dir)
         encoder = encoder or load_encoder(settings.embedding_model, settings.embedding_threads)
         cache = EmbeddingCache(index_dir / "embedding-cache", model_id(settings.embedding_model))
-        data = build(docs, encoder, settings, progress=progress, cache=cache)
+        data = build(docs, encoder, settings, progress=progress, cache=cache, parse_apart=parse_apart)
         if progress is not None:
             progress(f"embeddings: {cache.misses} computed, {cache.hits} reused from the cache")
         cache.save(keep=cache.used)  # what this build did not use is not kept

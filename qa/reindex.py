@@ -82,7 +82,7 @@ class Reindexer:
         done: dict[str, Any] = {"state": "failed", "error": "the build thread stopped"}
         try:
             encoder = self._encoder()
-            build_on_disk(self.settings, encoder=encoder, locked=True)
+            build_on_disk(self.settings, encoder=encoder, locked=True, parse_apart=True)
             service = QAService(open_index(self.settings), encoder, self.settings)
             self._publish(service)
             done = {"state": "succeeded", "docs": len(service.index.docs), "chunks": len(service.index.chunks),

@@ -14,7 +14,9 @@ shared sets below.
 from __future__ import annotations
 
 import functools
+import multiprocessing
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,8 +139,16 @@ def _parse_russian(texts: list[str]) -> list[Parse]:
     return out
 
 
-def parse_texts(texts: Sequence[str], progress: Callable[[str], None] | None = None) -> list[Parse]:
-    """A parse of each text (a sentence), by the parser of its language."""
+def parse_texts(texts: Sequence[str], progress: Callable[[str], None] | None = None, *,
+                apart: bool = False) -> list[Parse]:
+    """A parse of each text (a sentence), by the parser of its language (``apart``: in a
+    child process, so that the caller never holds the parsers: a server that rebuilds its
+    index would otherwise keep ~260 MB of models it does not use to answer)."""
+    if apart:
+        if progress:
+            progress(f"parsing {len(texts)} sentences in a child process")
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(parse_texts, list(texts)).result()
     out: list[Parse] = [EMPTY] * len(texts)
     by_lang: dict[str, list[int]] = {"en": [], "ru": []}
     for i, t in enumerate(texts):

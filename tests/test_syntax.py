@@ -76,3 +76,18 @@ def test_syntax_columns_mark_constituents_entities_and_tree_distance():
     # without a parse (the default) the syntax columns stay empty
     _f, _l, bare = span_matrix(text, tokens, matched)
     assert not bare[:, col["const"]:].any()
+
+
+def test_parsing_apart_gives_the_same_parses_and_leaves_the_caller_without_parsers():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from qa.syntax import parse_texts\n"
+        f"a = parse_texts([{EN!r}, {RU!r}], apart=True)\n"
+        "print(len(a[0]), len(a[1]), int(a[1].ents.shape[0]), 'spacy' in sys.modules, 'natasha' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    here = parse_texts([EN, RU])
+    assert out.split() == [str(len(here[0])), str(len(here[1])), str(here[1].ents.shape[0]), "False", "False"]
