@@ -474,9 +474,9 @@ class Extractor:
     def _short(self, doc_id: str, start: int, end: int, qtype: str, q_terms: dict[str, float],
                wh: str = "none", qwords: tuple[np.ndarray, np.ndarray] | None = None,
                counted: frozenset[str] = frozenset()) -> tuple[int, int] | None:
-        """The short-answer range inside ``[start, end)`` of a document: for a person or an
-        untyped question the learned phrase model's choice, otherwise the candidate of the
-        asked type closest to the words standing for the question's."""
+        """The short-answer range inside ``[start, end)`` of a document: for a person, why /
+        how or untyped question the learned phrase model's choice, otherwise the candidate
+        of the asked type closest to the words standing for the question's."""
         sent = self.index.docs[doc_id].text[start:end]
         tokens = word_tokens(sent)
         weights = self.matched_words(sent, tokens, q_terms, qwords)

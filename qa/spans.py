@@ -2,9 +2,12 @@
 names, quoted titles, and (for questions of no particular type) the phrase next to
 the words the sentence shares with the question.
 
-Regular expressions for both languages rather than an NER model: none that covers
-Russian installs with its weights here, and the shapes asked about (years, "175 тыс.
-кв. м", "500 млн. долл.", "С.Собянин", «Технополис») are regular enough.
+The typed shapes are regular expressions for both languages: the shapes asked about
+(years, "175 тыс. кв. м", "500 млн. долл.", "С.Собянин", «Технополис») are regular
+enough, and the parsers' named entities (qa/syntax.py) as the sentences' "has the asked
+type" for names measured within noise on XQuAD dev (best sentence accuracy 0.767 against
+0.764, equal at the current weights).
+The entities and the parse are features of the learned phrase model below instead.
 """
 
 from __future__ import annotations
@@ -362,7 +365,7 @@ def _subtrees(parse: Parse) -> tuple[np.ndarray, np.ndarray]:
                 if c not in seen:
                     seen.add(c)
                     stack.append(c)
-        lo, hi = min(seen), max(seen)
+        lo, hi = min(seen), max(seen)  # its extent (a non-projective subtree has gaps)
         while lo < hi and pos[lo] == _PUNCT:
             lo += 1
         while hi > lo and pos[hi] == _PUNCT:
