@@ -113,11 +113,11 @@ def load_parsers() -> None:
 def _parse_english(texts: list[str]) -> list[Parse]:
     out = []
     for doc in _english().pipe(texts, batch_size=64):
-        rows = [(t.idx, t.idx + len(t.text), t.pos_, -1 if t.head.i == t.i else t.head.i, t.dep_)
-                for t in doc if not t.is_space]
         # spaCy counts whitespace tokens; the rows skip them, so heads are renumbered
-        index = {t.i: k for k, t in enumerate(x for x in doc if not x.is_space)}
-        rows = [(a, b, p, index.get(h, -1), d) for a, b, p, h, d in rows]
+        tokens = [t for t in doc if not t.is_space]
+        index = {t.i: k for k, t in enumerate(tokens)}
+        rows = [(t.idx, t.idx + len(t.text), t.pos_, -1 if t.head.i == t.i else index.get(t.head.i, -1), t.dep_)
+                for t in tokens]
         out.append(_parse(rows, [(e.start_char, e.end_char, e.label_) for e in doc.ents]))
     return out
 

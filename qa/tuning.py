@@ -69,7 +69,8 @@ def span_groups(service: QAService, items: tuple[EvalItem, ...]) -> list[SpanGro
         ans = service.ask(it.question, threshold=0.0)
         if not ans.citations:
             continue
-        sent = ans.citations[0].quote
+        c = ans.citations[0]
+        sent = c.quote
         tokens = word_tokens(sent)
         if not tokens:
             continue
@@ -77,7 +78,6 @@ def span_groups(service: QAService, items: tuple[EvalItem, ...]) -> list[SpanGro
         weights = ex.matched_words(sent, tokens, q_terms)  # same language: stems only, as in the answer step
         matched = set(weights)
         qtype = question_type(it.question)
-        c = ans.citations[0]
         rule = (ex.closest_typed(sent, tokens, matched, qtype, q_terms, weights, counted_stems(it.question))
                 if qtype in TYPED else None)
         first, last, x = span_matrix(sent, tokens, matched, service.index.parse(c.doc_id, c.start, c.end))
