@@ -270,7 +270,9 @@ def _error_text(err: dict[str, Any]) -> str:
     return f"{'.'.join(loc)}: {msg}" if loc else msg
 
 
-def _ready(request: Request) -> tuple[QAService, Store]:
+async def _ready(request: Request) -> tuple[QAService, Store]:
+    # async: FastAPI runs a plain function dependency in a worker thread, a thread hop for
+    # every request to read two attributes
     state = request.app.state
     if state.service is None or state.store is None:
         detail = state.load_error or "the service is starting: the index is not loaded yet"
