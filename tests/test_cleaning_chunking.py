@@ -96,6 +96,12 @@ def test_bullet_lists_are_content():
         ("Предприятия вложили около 500 млн. долл. Это большие деньги.", 2),
         ("По словам С.Собянина, открыто 10 производств. Площадь 175 тыс. кв. м. Также в 2015 г. открыт центр.", 3),
         ("Mr. Smith went to the U.S. Army base. He left.", 2),
+        # an abbreviation before a number does not end the sentence (razdel cuts there)
+        ("Jacques Lefevre (c. 1455–1536) taught there. The Gallicans left.", 2),
+        ("It consumes approx. 4 kg of steam per kWh. See Fig. 3 for details.", 2),
+        ("Результаты приведены на рис. 3 выше. Далее обсуждение.", 2),
+        # but a letter with a dot at a sentence's end still ends it
+        ("This holds a × b = c. Deciding it is hard.", 2),
     ],
 )
 def test_sentence_splitting_knows_abbreviations(text, expected):
