@@ -142,29 +142,29 @@ class PieceTableBackend(NumpyBackend):
             self._slot.fill(-1)  # full: start again (the pieces in use now are written back below)
             self._used = 1
             new = pieces
-        for lo in range(0, len(new), 2048):  # bounded temporaries
-            ids = new[lo:lo + 2048]
-            self._rows[self._used:self._used + len(ids)] = self._piece_rows(ids)
+        for lo in range(0, len(new), 1024):  # bounded temporaries (2 MB each)
+            ids = new[lo:lo + 1024]
+            self._piece_rows(ids, self._rows[self._used:self._used + len(ids)])
             self._slot[ids] = np.arange(self._used, self._used + len(ids))
             self._used += len(ids)
         self.pieces_computed += len(new)
 
-    def _piece_rows(self, ids: np.ndarray) -> np.ndarray:
-        """Table rows of ``ids``: the reference's first steps on one token of each."""
+    def _piece_rows(self, ids: np.ndarray, rows: np.ndarray) -> None:
+        """Write the table rows of ``ids`` into ``rows``: the reference's first steps on one
+        token of each. The products go straight into the table (BLAS takes its row stride):
+        a temporary of a batch of rows would be fresh memory to fault in every time."""
         chunk = ids % ref._NUM_CHUNKS
         emb = self.table[ids].astype(np.float32)
         emb *= self.scale[chunk, None]
         emb += self.lo[chunk, None]
-        x = emb @ self.proj_W
+        x = rows[:, :X_DIM]
+        np.matmul(emb, self.proj_W, out=x)
         x += self.proj_b
         ref._layernorm(x, self.ln_g_all, self.ln_b_all, self.eps)
-        rows = np.empty((len(ids), ROW), dtype=np.float32)
-        rows[:, :X_DIM] = x
         at = X_DIM
         for i, (n, _left) in enumerate(ORDERS):
-            rows[:, at:at + n * CNN] = x[:, i * CNN:(i + 1) * CNN] @ self._w1_slots[i]
+            np.matmul(x[:, i * CNN:(i + 1) * CNN], self._w1_slots[i], out=rows[:, at:at + n * CNN])
             at += n * CNN
-        return rows
 
     def _trunk(self, group: list[list[int]], n_tokens: int, mean: np.ndarray) -> None:
         """The reference's ``_encode_batch`` up to the head, from the table: writes each
