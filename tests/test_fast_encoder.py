@@ -95,3 +95,31 @@ def test_piece_table_vectors_do_not_depend_on_batching_or_threads(sample, refere
         parallel = np.concatenate(list(pool.map(lambda t: backend.encode([t]), sample)))
     np.testing.assert_allclose(parallel, reference_vectors, atol=2e-5)
     assert backend.pieces_computed == held  # nothing new: every piece was in the table
+
+
+def test_a_service_warms_the_encoder_with_its_sources(tiny_index, encoder):
+    from qa.pipeline import QAService
+
+    index, s = tiny_index
+    backend = encoder[0].numpy_backend
+    QAService(index, encoder, s)
+    pieces = {i for c in index.chunks for i in backend.sp.encode(c.text)}
+    assert all(backend._slot[i] >= 0 for i in pieces)  # every piece of the sources is in the table
+    before = backend.pieces_computed
+    sentence = index.chunks[0].text.split(". ")[0]
+    vec = backend.encode([sentence])
+    assert backend.pieces_computed == before  # nothing left to compute for a sentence of a source
+    np.testing.assert_allclose(vec, _table_backend().encode([sentence]), atol=2e-5)
+
+
+def test_warm_up_reads_an_even_sample_of_a_large_corpus(monkeypatch):
+    from types import SimpleNamespace
+
+    import qa.embedding as emb
+
+    seen: list[list[str]] = []
+    backend = SimpleNamespace(warm=lambda texts: seen.append(texts) or 7)
+    monkeypatch.setattr(emb, "WARM_SAMPLE", 10)
+    assert emb.warm_up([SimpleNamespace(numpy_backend=backend)], [f"text {i}" for i in range(95)]) == 7
+    assert len(seen[0]) == 11 and seen[0][:2] == ["text 0", "text 9"]  # every 9th text
+    assert emb.warm_up([SimpleNamespace()], ["a text"]) == 0  # another model: nothing to warm
