@@ -72,15 +72,6 @@ def flops_per_text(backend, n_tokens: int) -> float:
     return 2.0 * (per_token * n_tokens + per_text)
 
 
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def bench_embeddings(quick: bool) -> dict:
     """The reference against the project's encoder, alternating in one run. The project's
     keeps per-piece rows (qa/use_tables.py), so it is timed on a fresh table each repeat
