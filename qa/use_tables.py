@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import mmap
 import threading
+from collections.abc import Iterable, Iterator
 from itertools import chain
 from typing import Any
 
@@ -99,18 +100,10 @@ class PieceTableBackend(NumpyBackend):
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         out = np.empty((len(texts), ref._EMB_DIM), dtype=np.float32)
-        tokenize = self.sp.encode
-        pending: list[list[int]] = []
-        n_tokens = first = 0
-        for i, text in enumerate(texts):
-            ids = tokenize(text, out_type=int, add_bos=True, add_eos=True)
-            if pending and n_tokens + len(ids) > self.flush_tokens:
-                self._flush(pending, out[first:i])
-                pending, n_tokens, first = [], 0, i
-            pending.append(ids)
-            n_tokens += len(ids)
-        if pending:
-            self._flush(pending, out[first:])
+        # tokenized as the flushes go, so a long list of texts is not held as pieces at once
+        pieces = (self.sp.encode(t, out_type=int, add_bos=True, add_eos=True) for t in texts)
+        for first, group in _by_budget(pieces, self.flush_tokens):
+            self._flush(group, out[first:first + len(group)])
         return out
 
     def _flush(self, texts: list[list[int]], out: np.ndarray) -> None:
@@ -123,15 +116,8 @@ class PieceTableBackend(NumpyBackend):
             return
         self._add_pieces(pieces)
         mean = np.empty((len(texts), ref._EMB_DIM), dtype=np.float32)
-        group: list[list[int]] = []
-        n_tokens = first = 0
-        for k, ids in enumerate(texts):
-            if group and n_tokens + len(ids) > ref._TOKEN_BUDGET:
-                self._trunk(group, n_tokens, mean[first:k])
-                group, n_tokens, first = [], 0, k
-            group.append(ids)
-            n_tokens += len(ids)
-        self._trunk(group, n_tokens, mean[first:])
+        for first, group in _by_budget(texts, ref._TOKEN_BUDGET):
+            self._trunk(group, sum(map(len, group)), mean[first:first + len(group)])
         self._head(mean, out)
 
     def _add_pieces(self, pieces: np.ndarray) -> None:
@@ -153,10 +139,7 @@ class PieceTableBackend(NumpyBackend):
         """Write the table rows of ``ids`` into ``rows``: the reference's first steps on one
         token of each. The products go straight into the table (BLAS takes its row stride):
         a temporary of a batch of rows would be fresh memory to fault in every time."""
-        chunk = ids % ref._NUM_CHUNKS
-        emb = self.table[ids].astype(np.float32)
-        emb *= self.scale[chunk, None]
-        emb += self.lo[chunk, None]
+        emb = self._embeddings(ids, np.empty((len(ids), ref._EMB_DIM), dtype=np.float32))
         x = rows[:, :X_DIM]
         np.matmul(emb, self.proj_W, out=x)
         x += self.proj_b
@@ -165,6 +148,14 @@ class PieceTableBackend(NumpyBackend):
         for i, (n, _left) in enumerate(ORDERS):
             np.matmul(x[:, i * CNN:(i + 1) * CNN], self._w1_slots[i], out=rows[:, at:at + n * CNN])
             at += n * CNN
+
+    def _embeddings(self, ids: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """The pieces' rows of the 8-bit embedding table, dequantized into ``out``."""
+        chunk = ids % ref._NUM_CHUNKS
+        np.copyto(out, self.table[ids])
+        out *= self.scale[chunk, None]
+        out += self.lo[chunk, None]
+        return out
 
     def _trunk(self, group: list[list[int]], n_tokens: int, mean: np.ndarray) -> None:
         """The reference's ``_encode_batch`` up to the head, from the table: writes each
@@ -177,11 +168,7 @@ class PieceTableBackend(NumpyBackend):
         slots = self._slot[flat]
 
         feats = np.empty((n_tokens, self._feat_dim), dtype=np.float32)
-        emb = feats[:, :ref._EMB_DIM]
-        chunk = flat % ref._NUM_CHUNKS
-        np.copyto(emb, self.table[flat])
-        emb *= self.scale[chunk, None]
-        emb += self.lo[chunk, None]
+        self._embeddings(flat, feats[:, :ref._EMB_DIM])
 
         idx = self._window_index(starts, lens, n_tokens)  # slot n_tokens: outside the sentence
         window = np.append(slots, 0)[idx]  # the same as table rows (row 0 is zero)
@@ -222,6 +209,8 @@ class PieceTableBackend(NumpyBackend):
         mean[:] = proj
 
     def _head(self, mean: np.ndarray, out: np.ndarray) -> None:
+        """The reference's feed-forward head and normalization, for all sentences of a call
+        (the package inlines it at the end of ``_encode_batch``, so it cannot be called)."""
         y0 = np.maximum(mean @ self.d0, 0)
         y1 = mean @ self.p1
         y1 += y0 @ self.d1
@@ -232,3 +221,18 @@ class PieceTableBackend(NumpyBackend):
         np.tanh(z, out=z)
         z *= np.reciprocal(np.sqrt(np.clip(np.einsum("ij,ij->i", z, z), self.eps, None)))[:, None]
         out[:] = z
+
+
+def _by_budget(texts: Iterable[list[int]], budget: int) -> Iterator[tuple[int, list[list[int]]]]:
+    """Consecutive groups of tokenized texts of at most ``budget`` pieces together (a longer
+    text alone), each with the index of its first text: the package's micro-batching."""
+    group: list[list[int]] = []
+    n_tokens = first = 0
+    for k, ids in enumerate(texts):
+        if group and n_tokens + len(ids) > budget:
+            yield first, group
+            group, n_tokens, first = [], 0, k
+        group.append(ids)
+        n_tokens += len(ids)
+    if group:
+        yield first, group

