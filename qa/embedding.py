@@ -162,10 +162,12 @@ def warm_up(model: Any, texts: list[str]) -> int:
     """Let the encoder prepare for questions about ``texts`` (the USE backend computes its
     rows of their most frequent pieces: qa/use_tables.py); pieces held, 0 for other models."""
     backend = getattr(model[0], "numpy_backend", None) if len(model) == 1 else None
-    warm = getattr(backend, "warm", None)
-    if warm is None:
-        return 0
-    return int(warm(texts[:: max(1, len(texts) // WARM_SAMPLE)]))
+    return warm_backend(backend, texts) if hasattr(backend, "warm") else 0
+
+
+def warm_backend(backend: Any, texts: list[str]) -> int:
+    """``warm_up`` for a piece-table backend itself, from an even sample of ``texts``."""
+    return int(backend.warm(texts[:: max(1, len(texts) // WARM_SAMPLE)]))
 
 
 class EmbeddingCache:
