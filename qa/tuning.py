@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from qa.answering import FEATURES, TYPED, AnswerWeights
+from qa.answering import FEATURES, NO_PHRASE, TYPED, AnswerWeights, reread_candidates
 from qa.config import CONFIDENCE_WEIGHTS, PROJECT_ROOT, Settings
 from qa.datasets import EvalItem, eval_item, lang_from_name, load_dataset, load_jsonl, read_squad
 from qa.embedding import load_encoder
@@ -27,7 +27,7 @@ from qa.index import build, open_index
 from qa.metrics import best_over_golds, contains
 from qa.pipeline import QAService
 from qa.questions import counted_stems, question_type
-from qa.spans import SPAN_WEIGHTS, feature_names, question_word, span_matrix
+from qa.spans import SPAN_WEIGHTS, SpanScorer, feature_names, question_word, span_matrix
 from qa.text import detect_lang, word_tokens
 
 Table = tuple[np.ndarray, np.ndarray]  # features (n x f), sentence contains a gold answer (n)
@@ -45,6 +45,82 @@ def tables(service: QAService, items: tuple[EvalItem, ...]) -> list[Table]:
                      ex.question_words(it.question))
         labels = np.array([contains(service.index.docs[d].text[a:b], it.answers) for d, a, b, _l in t.spans], dtype=bool)
         out.append((t.x, labels))
+    return out
+
+
+def article_of(it: EvalItem) -> str:
+    """The XQuAD article of a question, whatever its language (``en:Title:3`` -> ``Title``):
+    the folds keep an article's translations together, so no fold is tested on the
+    translation of a paragraph it was fitted on."""
+    return it.doc_ids[0].split(":", 1)[-1].rsplit(":", 1)[0] if it.doc_ids else it.qid
+
+
+@dataclass(frozen=True)
+class Reread:
+    """One question's best sentences by score, for the phrase re-read (``AnswerWeights.reread``)."""
+
+    article: str
+    qtype: str
+    wh: str
+    scores: np.ndarray  # sentence scores, best first
+    phrases: list[np.ndarray]  # each sentence's phrase candidates x SPAN_BASE features
+    right: np.ndarray  # each sentence contains a gold answer
+
+
+def reread_rows(service: QAService, items: tuple[EvalItem, ...], k: int = 3) -> list[Reread]:
+    ex = service.extractor
+    out = []
+    for it in items:
+        if not it.answerable:
+            continue
+        qvec = service.retriever.embed_query(it.question)
+        passages = service.retriever.search(it.question, service.settings.answer_passages, qvec=qvec)
+        lang, qtype = detect_lang(it.question), question_type(it.question)
+        q_terms = ex.question_terms(it.question)
+        t = ex.table(passages, q_terms, qtype, lang, qvec, ex.question_words(it.question))
+        if not t.rows:
+            continue
+        scores = t.x @ ex.weights.vector()
+        top = reread_candidates(t, scores, lang, k)
+        phrases, right = [], []
+        for i in top:
+            doc_id, a, b, _lang = t.spans[i]
+            sent = service.index.docs[doc_id].text[a:b]
+            tokens = word_tokens(sent)
+            matched = set(ex.matched_words(sent, tokens, q_terms))
+            phrases.append(span_matrix(sent, tokens, matched, service.index.parse(doc_id, a, b))[2])
+            right.append(contains(sent, it.answers))
+        out.append(Reread(article_of(it), qtype, question_word(it.question), scores[top], phrases, np.array(right)))
+    return out
+
+
+REREAD_GRID = {"phrase": [0.0, 0.01, 0.02, 0.03, 0.05, 0.1], "reread": [2, 3]}
+
+
+def reread_report(rows: dict[str, list[Reread]], groups: list[SpanGroup], folds: int = 4) -> list[dict[str, Any]]:
+    """Sentence accuracy after the phrase re-read, the phrase model fitted on the other
+    articles (k-fold by article, as ``span_report``), for each weight and depth."""
+    names = {n for g in groups for ns in feature_names(g.wh, g.qtype) for n in ns}
+    vocab = {k: i for i, k in enumerate(sorted(names))}
+    articles = sorted({g.article for g in groups})
+    scorer: dict[str, SpanScorer] = {}
+    for f in range(folds):
+        test = set(articles[f::folds])
+        w = fit_spans([g for g in groups if g.article not in test], vocab)
+        fold = SpanScorer({k: float(w[i]) for k, i in vocab.items()})
+        scorer |= dict.fromkeys(test, fold)
+    fallback = SpanScorer.load()  # an article no fold saw (none in XQuAD dev)
+    best = {setting: [np.array([float((x @ scorer.get(r.article, fallback).column_weights(r.wh, r.qtype)).max())
+                                if len(x) else NO_PHRASE for x in r.phrases]) for r in rs]
+            for setting, rs in rows.items()}
+    out = []
+    for phrase, depth in itertools.product(*REREAD_GRID.values()):
+        acc = {}
+        for setting, rs in rows.items():
+            hits = [bool(r.right[int(np.argmax(r.scores[:depth] + phrase * b[:depth]))]) for r, b in zip(rs, best[setting],
+                                                                                                    strict=True)]
+            acc[setting] = float(np.mean(hits)) if hits else 0.0
+        out.append({"phrase": phrase, "reread": depth, "mean": float(np.mean(list(acc.values()))), **acc})
     return out
 
 
@@ -84,8 +160,7 @@ def span_groups(service: QAService, items: tuple[EvalItem, ...]) -> list[SpanGro
         f1 = np.array([best_over_golds("f1", sent[tokens[i][0]:tokens[j][1]], it.answers)
                        for i, j in zip(first, last, strict=True)])
         rule_f1 = best_over_golds("f1", sent[rule.start:rule.end] if rule else sent, it.answers)
-        article = it.doc_ids[0].rsplit(":", 1)[0] if it.doc_ids else it.qid
-        out.append(SpanGroup(article, qtype, question_word(it.question), x, f1, rule_f1))
+        out.append(SpanGroup(article_of(it), qtype, question_word(it.question), x, f1, rule_f1))
     return out
 
 
@@ -263,12 +338,14 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     encoder = load_encoder(settings.embedding_model, settings.embedding_threads)
     tune: dict[str, list[Table]] = {}
+    rereads: dict[str, list[Reread]] = {}
     spans: dict[str, list[SpanGroup]] = {}
     on: tuple[list[list[float]], list[float]] = ([], [])
     cross: list[bool] = []
     for es in load_dataset(args.xquad, {}, ("same", "cross")):
         service = QAService(build(list(es.docs or ()), encoder, settings, clean=False), encoder, settings)
         tune[es.setting] = tables(service, es.items)
+        rereads[es.setting] = reread_rows(service, es.items)
         if es.setting in ("en→en", "ru→ru"):
             spans[es.setting] = span_groups(service, es.items)
         x, y = confidence_rows(service, es.items)
@@ -276,6 +353,7 @@ def main(argv: list[str] | None = None) -> None:
         on[1].extend(y)
         cross += [es.setting.split("→")[0] != es.setting.split("→")[1]] * len(x)
     span_weights, span_table = span_report(spans)
+    reread = reread_report(rereads, [g for v in spans.values() for g in v])
     SPAN_WEIGHTS.write_text(json.dumps({"fitted_on": "XQuAD dev, en→en and ru→ru (python -m qa.tuning)",
                                         "weights": span_weights}, ensure_ascii=False, indent=0) + "\n",
                             encoding="utf-8")
@@ -308,7 +386,7 @@ def main(argv: list[str] | None = None) -> None:
     current = {k: accuracy(v, base.vector()) for k, v in {**tune, **check}.items()}
     result = {"confidence_fit": conf, "features": FEATURES, "current": asdict(base), "current_accuracy": current,
               "oracle": {k: oracle(v) for k, v in {**tune, **check}.items()}, "top": rows[:25],
-              "short_answers": span_table}
+              "short_answers": span_table, "reread": reread}
     (args.out / "answer-tuning.json").write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     _write_md(result, args.out / "answer-tuning.md")
     print((args.out / "answer-tuning.md").read_text(encoding="utf-8"))
@@ -341,6 +419,17 @@ def _write_md(result: dict[str, Any], path: Path) -> None:
     for r in result["top"]:
         lines.append("| " + " | ".join([*(str(r[k]) for k in GRID), f"{r['mean']:.3f}",
                                         *(f"{r[k]:.3f}" for k in settings)]) + " |")
+    current = result["current"]
+    lines += ["", "## Re-reading the best sentences with the phrase model", "",
+              "Sentence accuracy when the `reread` best sentences by the weights above are compared again by "
+              "score + `phrase` x the best phrase score of the short-answer model (qa/spans.py) in each, that "
+              "model fitted on the other articles (4 folds by article, an article's translations together). "
+              f"Current: `phrase={current['phrase']}`, `reread={current['reread']}`.", "",
+              "| phrase | reread | mean | " + " | ".join(k for k in result["reread"][0] if "→" in k) + " |",
+              "|---|---|---|" + "---|" * sum("→" in k for k in result["reread"][0])]
+    for r in result["reread"]:
+        lines.append(f"| {r['phrase']} | {r['reread']} | {r['mean']:.3f} | "
+                     + " | ".join(f"{v:.3f}" for k, v in r.items() if "→" in k) + " |")
     lines += ["", "## Short answers: the phrase model against the typed-shape rule", "",
               "F1 of the short answer inside the answer the system gave (0 when that answer misses the gold), "
               "by question type. *learned*: the phrase model of qa/spans.py, fitted on the other articles "

@@ -420,3 +420,42 @@ def test_a_month_or_part_of_the_year_alone_answers_when_no_full_date_does():
                                       "What number does the building have?"])
 def test_more_ways_to_ask_for_a_figure(question):
     assert question_type(question) == "number"
+
+
+def _table(langs: list[str]):
+    from qa.answering import FEATURES, SentenceTable
+
+    return SentenceTable(list(range(len(langs))), [("d", 10 * i, 10 * i + 5, lang) for i, lang in enumerate(langs)],
+                         np.zeros((len(langs), len(FEATURES)), dtype=np.float32))
+
+
+def test_reread_takes_the_best_sentences_of_the_question_language():
+    from qa.answering import reread_candidates
+
+    scores = np.array([0.9, 1.0, 0.8, 0.7])
+    # the best is in the question's language: the next best of that language join it
+    assert reread_candidates(_table(["ru", "en", "ru", "en"]), scores, "en", 2) == [1, 3]
+    assert reread_candidates(_table(["en", "en", "ru", "en"]), scores, "en", 3) == [1, 0, 3]
+    # the best is in the other language: the phrase model (fitted within one language) stays out
+    assert reread_candidates(_table(["en", "ru", "en", "en"]), scores, "en", 2) == [1]
+
+
+def test_reread_lets_a_close_sentence_with_a_better_phrase_win(service, monkeypatch):
+    from dataclasses import replace
+
+    from qa.answering import Extractor
+
+    phrase = {0: 1.0, 1: 8.0, 2: 9.0}
+    t = _table(["en", "en", "en"])
+    scores = np.array([1.0, 0.9, 0.5])
+    ex = Extractor(service.index, weights=replace(service.extractor.weights, phrase=0.03, reread=2),
+                   spans=service.extractor.spans)
+    monkeypatch.setattr(ex, "phrase_score", lambda _t, k, *_a: phrase[k])
+    # 1.0 + 0.03 x 1 < 0.9 + 0.03 x 8; the third is not re-read (depth 2)
+    assert ex.reread(t, scores, "When?", {}, "date", "en") == 1
+    # far behind: the score decides
+    assert ex.reread(t, np.array([1.0, 0.5, 0.4]), "When?", {}, "date", "en") == 0
+    # the weight at 0: the score alone
+    ex0 = Extractor(service.index, weights=replace(ex.weights, phrase=0.0), spans=ex.spans)
+    monkeypatch.setattr(ex0, "phrase_score", lambda _t, k, *_a: phrase[k])
+    assert ex0.reread(t, scores, "When?", {}, "date", "en") == 0
