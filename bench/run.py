@@ -76,8 +76,9 @@ def bench_embeddings(quick: bool) -> dict:
     """The reference against the project's encoder, alternating in one run. The project's
     keeps per-piece rows (qa/use_tables.py), so it is timed on a fresh table each repeat
     (every piece of the paragraphs new: what a build of a new corpus pays) and then again
-    on the same paragraphs (every piece seen); its question latency is taken on a fresh
-    table too, questions in order, as a server process starting to answer sees them."""
+    on the same paragraphs (every piece seen); its question latency is taken, questions in
+    order, on a table warmed from the paragraphs as a service warms it from its sources,
+    and on an empty one."""
     from qa.embedding import use_backend, warm_backend
 
     threads = default_threads()

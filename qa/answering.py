@@ -19,7 +19,7 @@ from qa.config import confidence_weights
 from qa.index import IndexData
 from qa.metrics import answer_lang, normalize_answer
 from qa.questions import counted_stems
-from qa.spans import SPAN_WEIGHTS, Candidate, SpanScorer, question_word, typed_candidates
+from qa.spans import SPAN_WEIGHTS, Candidate, SpanScorer, question_word, span_matrix, typed_candidates
 from qa.text import content_word_stems, content_words, tokenize, word_tokens
 from qa.types import Citation, Document, Passage
 
@@ -389,15 +389,18 @@ class Extractor:
 
     def phrase_score(self, t: SentenceTable, k: int, q_terms: dict[str, float], qtype: str, wh: str) -> float:
         """The phrase model's score of the best phrase in sentence ``k`` (NO_PHRASE when it
-        has none), the question's words matched by stem as for a short answer. (As a
-        confidence feature it was fitted a weight of 0.002: it does not tell right answers
-        from wrong ones, only which of two close sentences holds the answer.)"""
+        has none). (As a confidence feature it was fitted a weight of 0.002: it does not
+        tell right answers from wrong ones, only which of two close sentences holds the answer.)"""
+        x = self.phrase_matrix(t, k, q_terms)
+        return float((x @ self.spans.column_weights(wh, qtype)).max()) if len(x) else NO_PHRASE
+
+    def phrase_matrix(self, t: SentenceTable, k: int, q_terms: dict[str, float]) -> np.ndarray:
+        """The phrase candidates of sentence ``k`` x the phrase model's base features, the
+        question's words matched by stem as for a short answer."""
         doc_id, a, b, _lang = t.spans[k]
         sent = self.index.docs[doc_id].text[a:b]
         tokens = word_tokens(sent)
-        matched = set(self.matched_words(sent, tokens, q_terms))
-        scored = self.spans.best_scored(sent, tokens, matched, qtype, wh, self.index.parse(doc_id, a, b))
-        return scored[1] if scored else NO_PHRASE
+        return span_matrix(sent, tokens, set(self.matched_words(sent, tokens, q_terms)), self.index.parse(doc_id, a, b))[2]
 
     def names_missing(self, question: str, row: int, doc_id: str, start: int, end: int, mass: float) -> float:
         """Share of the question's IDF mass in the names and years it asks about (a

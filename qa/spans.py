@@ -534,16 +534,8 @@ class SpanScorer:
 
     def best(self, text: str, tokens: list[tuple[int, int, str | None]], matched: set[int], qtype: str,
              wh: str, parse: Parse = EMPTY) -> Candidate | None:
-        scored = self.best_scored(text, tokens, matched, qtype, wh, parse)
-        return scored[0] if scored else None
-
-    def best_scored(self, text: str, tokens: list[tuple[int, int, str | None]], matched: set[int], qtype: str,
-                    wh: str, parse: Parse = EMPTY) -> tuple[Candidate, float] | None:
-        """The model's best phrase of ``text`` with its score (one linear scale for every
-        sentence: the answer step compares sentences by it too)."""
         first, last, x = span_matrix(text, tokens, matched, parse)
         if not len(first):
             return None
-        s = x @ self.column_weights(wh, qtype)
-        k = int(np.argmax(s))
-        return Candidate(tokens[first[k]][0], tokens[last[k]][1], "phrase"), float(s[k])
+        k = int(np.argmax(x @ self.column_weights(wh, qtype)))
+        return Candidate(tokens[first[k]][0], tokens[last[k]][1], "phrase")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from qa.answering import FEATURES, NO_PHRASE, TYPED, AnswerWeights, reread_candidates
+from qa.answering import FEATURES, NO_PHRASE, TYPED, AnswerWeights, SentenceTable, reread_candidates
 from qa.config import CONFIDENCE_WEIGHTS, PROJECT_ROOT, Settings
 from qa.datasets import EvalItem, eval_item, lang_from_name, load_dataset, load_jsonl, read_squad
 from qa.embedding import load_encoder
@@ -33,16 +33,22 @@ from qa.text import detect_lang, word_tokens
 Table = tuple[np.ndarray, np.ndarray]  # features (n x f), sentence contains a gold answer (n)
 
 
+def sentence_table(service: QAService, question: str) -> tuple[SentenceTable, dict[str, float]]:
+    """The candidate sentences of ``question`` as the answer step sees them, with its terms."""
+    ex = service.extractor
+    qvec = service.retriever.embed_query(question)
+    passages = service.retriever.search(question, service.settings.answer_passages, qvec=qvec)
+    q_terms = ex.question_terms(question)
+    t = ex.table(passages, q_terms, question_type(question), detect_lang(question), qvec, ex.question_words(question))
+    return t, q_terms
+
+
 def tables(service: QAService, items: tuple[EvalItem, ...]) -> list[Table]:
     out = []
-    ex = service.extractor
     for it in items:
         if not it.answerable:
             continue
-        qvec = service.retriever.embed_query(it.question)
-        passages = service.retriever.search(it.question, service.settings.answer_passages, qvec=qvec)
-        t = ex.table(passages, ex.question_terms(it.question), question_type(it.question), detect_lang(it.question), qvec,
-                     ex.question_words(it.question))
+        t, _terms = sentence_table(service, it.question)
         labels = np.array([contains(service.index.docs[d].text[a:b], it.answers) for d, a, b, _l in t.spans], dtype=bool)
         out.append((t.x, labels))
     return out
@@ -73,24 +79,14 @@ def reread_rows(service: QAService, items: tuple[EvalItem, ...], k: int = 3) -> 
     for it in items:
         if not it.answerable:
             continue
-        qvec = service.retriever.embed_query(it.question)
-        passages = service.retriever.search(it.question, service.settings.answer_passages, qvec=qvec)
-        lang, qtype = detect_lang(it.question), question_type(it.question)
-        q_terms = ex.question_terms(it.question)
-        t = ex.table(passages, q_terms, qtype, lang, qvec, ex.question_words(it.question))
+        t, q_terms = sentence_table(service, it.question)
         if not t.rows:
             continue
         scores = t.x @ ex.weights.vector()
-        top = reread_candidates(t, scores, lang, k)
-        phrases, right = [], []
-        for i in top:
-            doc_id, a, b, _lang = t.spans[i]
-            sent = service.index.docs[doc_id].text[a:b]
-            tokens = word_tokens(sent)
-            matched = set(ex.matched_words(sent, tokens, q_terms))
-            phrases.append(span_matrix(sent, tokens, matched, service.index.parse(doc_id, a, b))[2])
-            right.append(contains(sent, it.answers))
-        out.append(Reread(article_of(it), qtype, question_word(it.question), scores[top], phrases, np.array(right)))
+        top = reread_candidates(t, scores, detect_lang(it.question), k)
+        right = [contains(service.index.docs[d].text[a:b], it.answers) for d, a, b, _l in (t.spans[i] for i in top)]
+        out.append(Reread(article_of(it), question_type(it.question), question_word(it.question), scores[top],
+                          [ex.phrase_matrix(t, i, q_terms) for i in top], np.array(right)))
     return out
 
 
@@ -100,15 +96,9 @@ REREAD_GRID = {"phrase": [0.0, 0.01, 0.02, 0.03, 0.05, 0.1], "reread": [2, 3]}
 def reread_report(rows: dict[str, list[Reread]], groups: list[SpanGroup], folds: int = 4) -> list[dict[str, Any]]:
     """Sentence accuracy after the phrase re-read, the phrase model fitted on the other
     articles (k-fold by article, as ``span_report``), for each weight and depth."""
-    names = {n for g in groups for ns in feature_names(g.wh, g.qtype) for n in ns}
-    vocab = {k: i for i, k in enumerate(sorted(names))}
-    articles = sorted({g.article for g in groups})
-    scorer: dict[str, SpanScorer] = {}
-    for f in range(folds):
-        test = set(articles[f::folds])
-        w = fit_spans([g for g in groups if g.article not in test], vocab)
-        fold = SpanScorer({k: float(w[i]) for k, i in vocab.items()})
-        scorer |= dict.fromkeys(test, fold)
+    vocab = span_vocab(groups)
+    scorer = {a: SpanScorer({k: float(w[i]) for k, i in vocab.items()})
+              for a, w in held_out_fits(groups, vocab, folds).items()}
     fallback = SpanScorer.load()  # an article no fold saw (none in XQuAD dev)
     best = {setting: [np.array([float((x @ scorer.get(r.article, fallback).column_weights(r.wh, r.qtype)).max())
                                 if len(x) else NO_PHRASE for x in r.phrases]) for r in rs]
@@ -182,6 +172,22 @@ def fit_spans(groups: list[SpanGroup], vocab: dict[str, int], epochs: int = 60, 
     return w
 
 
+def span_vocab(groups: list[SpanGroup]) -> dict[str, int]:
+    """Column of every feature name the groups' features count under."""
+    names = {n for g in groups for ns in feature_names(g.wh, g.qtype) for n in ns}
+    return {k: i for i, k in enumerate(sorted(names))}
+
+
+def held_out_fits(groups: list[SpanGroup], vocab: dict[str, int], folds: int) -> dict[str, np.ndarray]:
+    """Per article, the phrase model's weights fitted on the other folds (k-fold by article)."""
+    articles = sorted({g.article for g in groups})
+    out: dict[str, np.ndarray] = {}
+    for f in range(folds):
+        test = set(articles[f::folds])
+        out |= dict.fromkeys(test, fit_spans([g for g in groups if g.article not in test], vocab))
+    return out
+
+
 def _matrix(g: SpanGroup, vocab: dict[str, int]) -> np.ndarray:
     """The group's base features spread over every name they count under (crossed ones too)."""
     x = np.zeros((len(g.x), len(vocab)))
@@ -195,16 +201,10 @@ def span_report(groups: dict[str, list[SpanGroup]], folds: int = 4) -> tuple[dic
     """Fit on every XQuAD group; F1 by setting and question type of the learned model on
     held-out articles (k-fold by article) against the typed-shape rule."""
     pooled = [g for v in groups.values() for g in v]
-    names = {n for g in pooled for ns in feature_names(g.wh, g.qtype) for n in ns}
-    vocab = {k: i for i, k in enumerate(sorted(names))}
-    articles = sorted({g.article for g in pooled})
-    held: dict[int, float] = {}
-    for f in range(folds):
-        test = set(articles[f::folds])
-        w = fit_spans([g for g in pooled if g.article not in test], vocab)
-        for n, g in enumerate(pooled):
-            if g.article in test and len(g.f1):
-                held[n] = float(g.f1[int(np.argmax(_matrix(g, vocab) @ w))])
+    vocab = span_vocab(pooled)
+    fits = held_out_fits(pooled, vocab, folds)
+    held = {n: float(g.f1[int(np.argmax(_matrix(g, vocab) @ fits[g.article]))])
+            for n, g in enumerate(pooled) if len(g.f1)}
     table: dict[str, Any] = {}
     n = 0
     for setting, gs in groups.items():
