@@ -114,6 +114,28 @@ def counted_stems(question: str) -> frozenset[str]:
     return frozenset(st for _a, _b, st in word_tokens(m.group(1)) if st) if m else frozenset()
 
 
+# The noun a "what / which / какой / сколько" question names ("Which museum…", "What kind of
+# engine…", "В каком году…"): the answer is often that noun's name or a kind of it, so
+# the phrase model (qa/spans.py) compares the candidates' words with it.
+_FOCUS = re.compile(
+    r"\b(?:what|which|whose|how\s+many|how\s+much|как(?:ой|ая|ое|ие|ом|ого|ую|их|им|ими|ому)|сколько"
+    r"|котор(?:ый|ая|ое|ые|ом|ого|ой|ую|ых)|чей|чья|чь[её]|чьи)\s+"
+    r"(?:(?:kinds?|types?|sorts?|forms?|вид[аы]?|тип[аы]?|рода)\s+(?:of\s+)?)?([\w-]+)", _F)
+_AUXILIARY = frozenset("did does do is was were are has have had can could will would should".split())
+
+
+def focus_word(question: str) -> tuple[str, str] | None:
+    """The word right after the first "what / which / how many / какой / сколько" (past
+    "kind of", "вида"), lower-cased, with its stem; None when there is none or it is a
+    stop word ("What did…", "Which of…")."""
+    m = _FOCUS.search(question)
+    if not m:
+        return None
+    word = m.group(1).lower().replace("ё", "е")
+    stem = next((st for _a, _b, st in word_tokens(word) if st), None)
+    return (word, stem) if stem and word not in _AUXILIARY else None
+
+
 class QuestionError(ValueError):
     """A question that cannot be asked as it is (empty, too long, control characters)."""
 

@@ -85,8 +85,9 @@ def reread_rows(service: QAService, items: tuple[EvalItem, ...], k: int = 3) -> 
         scores = t.x @ ex.weights.vector()
         top = reread_candidates(t, scores, detect_lang(it.question), k)
         right = [contains(service.index.docs[d].text[a:b], it.answers) for d, a, b, _l in (t.spans[i] for i in top)]
+        qf = ex.question_focus(it.question)
         out.append(Reread(article_of(it), question_type(it.question), question_word(it.question), scores[top],
-                          [ex.phrase_matrix(t, i, q_terms) for i in top], np.array(right)))
+                          [ex.phrase_matrix(t, i, q_terms, qf) for i in top], np.array(right)))
     return out
 
 
@@ -146,7 +147,8 @@ def span_groups(service: QAService, items: tuple[EvalItem, ...]) -> list[SpanGro
         qtype = question_type(it.question)
         rule = (ex.closest_typed(sent, tokens, matched, qtype, q_terms, weights, counted_stems(it.question))
                 if qtype in TYPED else None)
-        first, last, x = span_matrix(sent, tokens, matched, service.index.parse(c.doc_id, c.start, c.end))
+        first, last, x = span_matrix(sent, tokens, matched, service.index.parse(c.doc_id, c.start, c.end),
+                                     ex.token_focus(sent, tokens, ex.question_focus(it.question)))
         f1 = np.array([best_over_golds("f1", sent[tokens[i][0]:tokens[j][1]], it.answers)
                        for i, j in zip(first, last, strict=True)])
         rule_f1 = best_over_golds("f1", sent[rule.start:rule.end] if rule else sent, it.answers)

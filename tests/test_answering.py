@@ -459,3 +459,63 @@ def test_reread_lets_a_close_sentence_with_a_better_phrase_win(service, monkeypa
     ex0 = Extractor(service.index, weights=replace(ex.weights, phrase=0.0), spans=ex.spans)
     monkeypatch.setattr(ex0, "phrase_score", lambda _t, k, *_a: phrase[k])
     assert ex0.reread(t, scores, "When?", {}, "date", "en") == 0
+
+
+@pytest.mark.parametrize(("question", "word"), [
+    ("Which museum is one of the Technopolis tenants?", "museum"),
+    ("What kind of exhibitions does the Expo Center host?", "exhibitions"),
+    ("How many companies operate there?", "companies"),
+    ("В каком году основан технопарк?", "году"),
+    ("Какие виды продукции выпускает кластер?", "продукции"),
+    ("What did the director say?", None),  # an auxiliary, not a noun
+    ("Who founded Technopark Alpha?", None),
+    ("Which of them is the largest?", None),  # a stop word
+])
+def test_focus_word_is_the_noun_the_question_asks_about(question, word):
+    from qa.questions import focus_word
+
+    got = focus_word(question)
+    assert (got[0] if got else None) == word
+
+
+def test_span_matrix_focus_columns_by_hand():
+    from qa.spans import SPAN_BASE, Focus, span_matrix
+
+    sentence = "Its tenants include the Polytechnic Museum, a bank and a school."
+    tokens, matched = _matched("Which museum is one of the tenants?", sentence)
+    words = [sentence[a:b] for a, b, _s in tokens]
+    same = np.array([w == "Museum" for w in words])
+    sim = np.array([{"Museum": 1.0, "school": 0.6, "bank": 0.3}.get(w, 0.0) for w in words], dtype=np.float32)
+    first, last, x = span_matrix(sentence, tokens, matched, focus=Focus(same, sim))
+    rows = {sentence[tokens[i][0]:tokens[j][1]]: r for r, (i, j) in enumerate(zip(first, last, strict=True))}
+    col = {n: c for c, n in enumerate(SPAN_BASE)}
+    museum, polytechnic, bank, school = (x[rows[s]] for s in ("Polytechnic Museum", "Polytechnic", "bank", "school"))
+    assert museum[col["foc_in"]] == 1 and museum[col["foc_sim"]] == 1.0 and museum[col["foc_hi"]] == 1
+    assert polytechnic[col["foc_in"]] == 0 and polytechnic[col["foc_nb"]] == 1 and polytechnic[col["foc_sim"]] == 0
+    assert bank[col["foc_sim"]] == pytest.approx(0.3, abs=1e-6) and bank[col["foc_hi"]] == 0 and bank[col["foc_nb"]] == 0
+    assert x[rows["a bank"], col["foc_nb"]] == 1  # right after "Museum" (a comma between)
+    assert school[col["foc_hi"]] == 1
+    assert (x[:, col["foc"]] == 1).all()
+    # without a focus word the columns stay empty
+    _f, _l, bare = span_matrix(sentence, tokens, matched)
+    assert not bare[:, [col[n] for n in ("foc", "foc_in", "foc_sim", "foc_hi", "foc_nb")]].any()
+
+
+def test_token_focus_compares_the_sentence_words_with_the_focus_word(service):
+    from qa.text import word_tokens
+
+    ex = service.extractor
+    qf = ex.question_focus("Which technopark was founded by the city government?")
+    assert qf is not None and qf.vec is not None and np.linalg.norm(qf.vec) == pytest.approx(1.0, abs=1e-3)
+    sent = "Technopark Alpha is an innovation campus in the north of Moscow."
+    tokens = word_tokens(sent)
+    focus = ex.token_focus(sent, tokens, qf)
+    words = [sent[a:b] for a, b, _s in tokens]
+    assert focus.same[words.index("Technopark")] and not focus.same[words.index("campus")]
+    assert focus.sim[words.index("Technopark")] > 0.9  # the same word
+    assert focus.sim[words.index("the")] == 0.0  # a stop word has no vector here
+    # a Russian sentence: no stem is shared, the vectors still compare (a translation is close)
+    ru = "Технопарк открыл мэр Москвы."
+    ru_focus = ex.token_focus(ru, word_tokens(ru), qf)
+    assert not ru_focus.same.any()
+    assert ex.question_focus("Who founded it?") is None and ex.token_focus(sent, tokens, None) is None
