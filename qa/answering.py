@@ -257,6 +257,10 @@ class Extractor:
             sim[[i for i, _r in rows]] = np.asarray(self.index.word_vecs[[r for _i, r in rows]], dtype=np.float32) @ qf.vec
         return Focus(same, sim)
 
+    def token_idf(self, tokens: list[tuple[int, int, str | None]]) -> np.ndarray:
+        """Each token's IDF (0 for a stop word), for the phrase model's RARITY columns."""
+        return np.array([self.idf(st) if st else 0.0 for _a, _b, st in tokens], dtype=np.float32)
+
     def stem_id(self, stem: str) -> int:
         i = self._vocab.get(stem)
         if i is not None:
@@ -442,7 +446,7 @@ class Extractor:
         sent = self.index.docs[doc_id].text[a:b]
         tokens = word_tokens(sent)
         return span_matrix(sent, tokens, set(self.matched_words(sent, tokens, q_terms)), self.index.parse(doc_id, a, b),
-                           self.token_focus(sent, tokens, qf))[2]
+                           self.token_focus(sent, tokens, qf), self.token_idf(tokens))[2]
 
     def names_missing(self, question: str, row: int, doc_id: str, start: int, end: int, mass: float) -> float:
         """Share of the question's IDF mass in the names and years it asks about (a
@@ -565,7 +569,7 @@ class Extractor:
             # model's shape features alone still beat no short answer there (XQuAD EN→RU /
             # RU→EN F1 21.4 / 23.2 with, 19.3 / 21.6 without; same-language unchanged)
             pick = self.spans.best(sent, tokens, matched, qtype, wh, self.index.parse(doc_id, start, end),
-                                   self.token_focus(sent, tokens, qf))
+                                   self.token_focus(sent, tokens, qf), self.token_idf(tokens))
         else:
             pick = self.closest_typed(sent, tokens, matched, qtype, q_terms, weights, counted)
         if pick is None:

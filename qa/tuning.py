@@ -148,7 +148,7 @@ def span_groups(service: QAService, items: tuple[EvalItem, ...]) -> list[SpanGro
         rule = (ex.closest_typed(sent, tokens, matched, qtype, q_terms, weights, counted_stems(it.question))
                 if qtype in TYPED else None)
         first, last, x = span_matrix(sent, tokens, matched, service.index.parse(c.doc_id, c.start, c.end),
-                                     ex.token_focus(sent, tokens, ex.question_focus(it.question)))
+                                     ex.token_focus(sent, tokens, ex.question_focus(it.question)), ex.token_idf(tokens))
         f1 = np.array([best_over_golds("f1", sent[tokens[i][0]:tokens[j][1]], it.answers)
                        for i, j in zip(first, last, strict=True)])
         rule_f1 = best_over_golds("f1", sent[rule.start:rule.end] if rule else sent, it.answers)

@@ -519,3 +519,21 @@ def test_token_focus_compares_the_sentence_words_with_the_focus_word(service):
     ru_focus = ex.token_focus(ru, word_tokens(ru), qf)
     assert not ru_focus.same.any()
     assert ex.question_focus("Who founded it?") is None and ex.token_focus(sent, tokens, None) is None
+
+
+def test_span_matrix_rarity_columns_by_hand():
+    from qa.spans import SPAN_BASE, span_matrix
+
+    sentence = "The residents make graphene sensors in the park."
+    tokens, matched = _matched("What do the residents make?", sentence)
+    words = [sentence[a:b] for a, b, _s in tokens]
+    idf = np.array([{"graphene": 8.0, "sensors": 4.0, "residents": 2.0, "make": 1.0, "park": 2.0}.get(w, 0.0)
+                    for w in words], dtype=np.float32)
+    first, last, x = span_matrix(sentence, tokens, matched, idf=idf)
+    rows = {sentence[tokens[i][0]:tokens[j][1]]: r for r, (i, j) in enumerate(zip(first, last, strict=True))}
+    col = {n: c for c, n in enumerate(SPAN_BASE)}
+    both, sensors, the = x[rows["graphene sensors"]], x[rows["sensors"]], x[rows["the"]]
+    assert both[col["idf_max"]] == 1.0 and both[col["idf_mean"]] == pytest.approx(0.75) and both[col["idf_hi"]] == 1
+    assert sensors[col["idf_max"]] == 0.5 and sensors[col["idf_hi"]] == 0 and sensors[col["idf_none"]] == 0
+    assert the[col["idf_none"]] == 1 and the[col["idf_mean"]] == 0  # a stop word only
+    assert x[rows["sensors in the park"], col["idf_mean"]] == pytest.approx(0.375)  # stop words do not count
