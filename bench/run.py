@@ -93,7 +93,7 @@ def bench_embeddings(quick: bool) -> dict:
                  "distinct_pieces": len({i for p in paragraphs for i in fast.sp.encode(p)}), "questions": len(questions)}
     reference.encode(paragraphs[:8])
     ref_s, first_s, seen_s = [], [], []
-    for _ in range(2 if quick else 3):
+    for _ in range(2 if quick else 5):  # best of five: other tenants of a virtual machine come and go
         t0 = time.perf_counter()
         reference.encode(paragraphs)
         ref_s.append(time.perf_counter() - t0)
