@@ -249,12 +249,12 @@ SYNTAX = ("const", "const_strip", "onehead", "nohead", *(f"hp_{p}" for p in _HEA
 # question has one (foc), the phrase holds it (foc_in) or stands next to it (foc_nb), and
 # the best cosine of its words' vectors to the focus word's (foc_sim; foc_hi: >= 0.5), so
 # "Polytechnic Museum" answers "Which museum" and "steam turbine" "What kind of engine".
-# Held out by article on XQuAD dev: F1 of untyped questions en 29.1 -> 33.1, ru 25.7 -> 26.3.
+# Held out by article on XQuAD dev: F1 of untyped questions en 29.1 -> 32.6, ru 25.7 -> 25.8.
 FOCUS = ("foc", "foc_in", "foc_sim", "foc_hi", "foc_nb")
 # how rare the phrase's words are (IDF over the index's chunks, over the sentence's rarest):
 # the mean and the largest, the largest >= 0.8, no content word at all. Answers are rare
 # words more often than their neighbours (the SQuAD baseline's "span word frequencies").
-# Held out on XQuAD dev: F1 of untyped questions en 32.6 -> 33.5, ru 26.1 -> 27.2.
+# Held out by article on XQuAD dev: F1 of untyped questions en 32.6 -> 33.5, ru 25.8 -> 27.2.
 RARITY = ("idf_mean", "idf_max", "idf_hi", "idf_none")
 SPAN_BASE = ("bias", *(f"L{n}" for n in range(1, 9)), "ov", "ov0", "logd", "d1", "d2", "dfar", "hasleft", "hasright",
              "stopf", "stopl", "cap", "dig", "comma", "pb", "pa", "pbpa", "relpos", "frac_len", "prev_m", "next_m",
@@ -371,14 +371,14 @@ def _tree_distances(parse: Parse) -> np.ndarray:
     for every question was a tenth of an answer's time."""
     n = len(parse)
     if not n:
-        return np.zeros((0, 0), dtype=np.int64)
+        return np.zeros((0, 0), dtype=np.int16)
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import shortest_path
 
     kids = np.nonzero((parse.head >= 0) & (parse.head < n))[0]
     graph = coo_matrix((np.ones(len(kids)), (kids, parse.head[kids])), shape=(n, n)).tocsr()
     dist = shortest_path(graph, directed=False, unweighted=True)
-    return np.where(np.isfinite(dist), dist, 99).astype(np.int64)
+    return np.where(np.isfinite(dist), dist, 99).astype(np.int16)  # ~3 KB for a 40-token sentence
 
 
 _PUNCT = POS.index("PUNCT")
@@ -467,10 +467,11 @@ def _mark(x: np.ndarray, a: np.ndarray, b: np.ndarray, spans: list[tuple[int, in
 
 def span_matrix(text: str, tokens: list[tuple[int, int, str | None]], matched: set[int], parse: Parse = EMPTY,
                 focus: Focus | None = None, idf: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Candidates of ``text`` (a sentence; ``tokens`` = ``word_tokens(text)``; ``parse``: its
-    parse, offsets into ``text``; ``focus``: its tokens against the question's focus word;
-    ``idf``: each token's IDF, 0 for stop words) (first and last token) and their features,
-    one column per ``SPAN_BASE`` name; vectorised, as a sentence has hundreds of candidates."""
+    """The candidates of ``text`` (their first and last token) and their features, one column
+    per ``SPAN_BASE`` name; vectorised, as a sentence has hundreds of candidates. ``text``: a
+    sentence; ``tokens``: ``word_tokens(text)``; ``parse``: its parse, offsets into ``text``;
+    ``focus``: its tokens against the question's focus word; ``idf``: each token's IDF (0 for
+    a stop word). The columns of what is not given stay 0."""
     lay = _layout(text, parse)
     first, last = lay.first, lay.last
     x = lay.fixed.astype(np.float64)
