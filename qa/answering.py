@@ -244,15 +244,20 @@ class Extractor:
             vec = self._oov[word]
         return QuestionFocus(stem, None if vec is None else vec / (float(np.linalg.norm(vec)) or 1.0))
 
+    def word_rows(self, sent: str, tokens: list[tuple[int, int, str | None]]) -> list[tuple[int, str, int]]:
+        """The content tokens of ``sent`` that have a vector: token index, word (lower-cased,
+        ё = е) and its row of ``index.word_vecs``."""
+        words = self.index.words
+        return [(i, w, words[w]) for i, (a, b, st) in enumerate(tokens)
+                if st and (w := sent[a:b].lower().replace("ё", "е")) in words]
+
     def token_focus(self, sent: str, tokens: list[tuple[int, int, str | None]], qf: QuestionFocus | None) -> Focus | None:
         """The tokens of ``sent`` against the question's focus word (qa/spans.py, FOCUS)."""
         if qf is None:
             return None
         same = np.array([st == qf.stem for _a, _b, st in tokens], dtype=bool)
         sim = np.zeros(len(tokens), dtype=np.float32)
-        words = self.index.words
-        rows = [(i, words[w]) for i, (a, b, st) in enumerate(tokens)
-                if st and (w := sent[a:b].lower().replace("ё", "е")) in words]
+        rows = [(i, r) for i, _w, r in self.word_rows(sent, tokens)]
         if qf.vec is not None and rows:
             sim[[i for i, _r in rows]] = np.asarray(self.index.word_vecs[[r for _i, r in rows]], dtype=np.float32) @ qf.vec
         return Focus(same, sim)
@@ -260,6 +265,15 @@ class Extractor:
     def token_idf(self, tokens: list[tuple[int, int, str | None]]) -> np.ndarray:
         """Each token's IDF (0 for a stop word), for the phrase model's RARITY columns."""
         return np.array([self.idf(st) if st else 0.0 for _a, _b, st in tokens], dtype=np.float32)
+
+    def phrase_features(self, doc_id: str, start: int, end: int, tokens: list[tuple[int, int, str | None]],
+                        matched: set[int], qf: QuestionFocus | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``span_matrix`` of the range ``start``..``end`` of a document (``tokens``: its word
+        tokens; ``matched``: those standing for a question word): with its parse, the
+        question's focus word and its words' rarity, as the answer step and the tuning read it."""
+        sent = self.index.docs[doc_id].text[start:end]
+        return span_matrix(sent, tokens, matched, self.index.parse(doc_id, start, end), self.token_focus(sent, tokens, qf),
+                           self.token_idf(tokens))
 
     def stem_id(self, stem: str) -> int:
         i = self._vocab.get(stem)
@@ -445,8 +459,7 @@ class Extractor:
         doc_id, a, b, _lang = t.spans[k]
         sent = self.index.docs[doc_id].text[a:b]
         tokens = word_tokens(sent)
-        return span_matrix(sent, tokens, set(self.matched_words(sent, tokens, q_terms)), self.index.parse(doc_id, a, b),
-                           self.token_focus(sent, tokens, qf), self.token_idf(tokens))[2]
+        return self.phrase_features(doc_id, a, b, tokens, set(self.matched_words(sent, tokens, q_terms)), qf)[2]
 
     def names_missing(self, question: str, row: int, doc_id: str, start: int, end: int, mass: float) -> float:
         """Share of the question's IDF mass in the names and years it asks about (a
@@ -542,9 +555,7 @@ class Extractor:
         out = {i: q_terms[st] for i, (_a, _b, st) in enumerate(tokens) if st and st in q_terms}
         if qwords is None or not len(qwords[1]):
             return out
-        words = self.index.words
-        soft = [(i, words[w]) for i, (a, b, st) in enumerate(tokens)
-                if st and i not in out and (w := sent[a:b].lower().replace("ё", "е")).isalpha() and w in words]
+        soft = [(i, r) for i, w, r in self.word_rows(sent, tokens) if i not in out and w.isalpha()]
         if soft:
             qvecs, idf = qwords
             sims = qvecs @ np.asarray(self.index.word_vecs[[r for _i, r in soft]], dtype=np.float32).T
@@ -568,8 +579,7 @@ class Extractor:
             # also with no question word in the sentence (an answer across languages): the
             # model's shape features alone still beat no short answer there (XQuAD EN→RU /
             # RU→EN F1 21.4 / 23.2 with, 19.3 / 21.6 without; same-language unchanged)
-            pick = self.spans.best(sent, tokens, matched, qtype, wh, self.index.parse(doc_id, start, end),
-                                   self.token_focus(sent, tokens, qf), self.token_idf(tokens))
+            pick = self.spans.pick(*self.phrase_features(doc_id, start, end, tokens, matched, qf), tokens, qtype, wh)
         else:
             pick = self.closest_typed(sent, tokens, matched, qtype, q_terms, weights, counted)
         if pick is None:

@@ -596,9 +596,12 @@ class SpanScorer:
         return np.array([sum(self.weights.get(k, 0.0) for k in names) for names in feature_names(wh, qtype)])
 
     def best(self, text: str, tokens: list[tuple[int, int, str | None]], matched: set[int], qtype: str,
-             wh: str, parse: Parse = EMPTY, focus: Focus | None = None,
-             idf: np.ndarray | None = None) -> Candidate | None:
-        first, last, x = span_matrix(text, tokens, matched, parse, focus, idf)
+             wh: str, parse: Parse = EMPTY) -> Candidate | None:
+        return self.pick(*span_matrix(text, tokens, matched, parse), tokens, qtype, wh)
+
+    def pick(self, first: np.ndarray, last: np.ndarray, x: np.ndarray, tokens: list[tuple[int, int, str | None]],
+             qtype: str, wh: str) -> Candidate | None:
+        """The best-scored of the candidates ``span_matrix`` returned (None: there are none)."""
         if not len(first):
             return None
         k = int(np.argmax(x @ self.column_weights(wh, qtype)))

@@ -27,7 +27,7 @@ from qa.index import build, open_index
 from qa.metrics import best_over_golds, contains
 from qa.pipeline import QAService
 from qa.questions import counted_stems, question_type
-from qa.spans import SPAN_WEIGHTS, SpanScorer, feature_names, question_word, span_matrix
+from qa.spans import SPAN_WEIGHTS, SpanScorer, feature_names, question_word
 from qa.text import detect_lang, word_tokens
 
 Table = tuple[np.ndarray, np.ndarray]  # features (n x f), sentence contains a gold answer (n)
@@ -147,8 +147,7 @@ def span_groups(service: QAService, items: tuple[EvalItem, ...]) -> list[SpanGro
         qtype = question_type(it.question)
         rule = (ex.closest_typed(sent, tokens, matched, qtype, q_terms, weights, counted_stems(it.question))
                 if qtype in TYPED else None)
-        first, last, x = span_matrix(sent, tokens, matched, service.index.parse(c.doc_id, c.start, c.end),
-                                     ex.token_focus(sent, tokens, ex.question_focus(it.question)), ex.token_idf(tokens))
+        first, last, x = ex.phrase_features(c.doc_id, c.start, c.end, tokens, matched, ex.question_focus(it.question))
         f1 = np.array([best_over_golds("f1", sent[tokens[i][0]:tokens[j][1]], it.answers)
                        for i, j in zip(first, last, strict=True)])
         rule_f1 = best_over_golds("f1", sent[rule.start:rule.end] if rule else sent, it.answers)
