@@ -283,9 +283,11 @@ def test_span_matrix_features_by_hand():
 ])
 def test_shipped_span_model_picks_the_name(question, sentence, qtype, expected):
     from qa.spans import SpanScorer, question_word
+    from qa.syntax import parse_texts
 
     tokens, matched = _matched(question, sentence)
-    pick = SpanScorer.load().best(sentence, tokens, matched, qtype, question_word(question))
+    # with the sentence's parse, as every indexed sentence has one
+    pick = SpanScorer.load().best(sentence, tokens, matched, qtype, question_word(question), parse_texts([sentence])[0])
     assert pick is not None and expected in sentence[pick.start:pick.end]
     assert len(sentence[pick.start:pick.end].split()) <= 4
 
