@@ -18,7 +18,7 @@ import numpy as np
 from qa.config import confidence_weights
 from qa.index import IndexData
 from qa.metrics import answer_lang, normalize_answer
-from qa.questions import counted_stems, focus_word
+from qa.questions import NO_QUANTITY, TIME_UNIT, Quantity, asked_quantity, focus_word
 from qa.spans import SPAN_WEIGHTS, Candidate, Focus, SpanScorer, question_word, span_matrix, typed_candidates
 from qa.text import content_word_stems, content_words, tokenize, word_tokens
 from qa.types import Citation, Document, Passage
@@ -417,7 +417,7 @@ class Extractor:
         # across languages no stem is shared, so the question's words are found by vector;
         # within one language that adds near-synonyms and lost 2-5 F1 on XQuAD dev
         cross = qwords if doc.lang != lang else None
-        counted = counted_stems(question)
+        counted = asked_quantity(question)
         short = self._short(doc_id, start, end, qtype, q_terms, question_word(question), cross,
                             counted, qf) if qtype in SHORT else None
         ranked = np.sort(scores)[::-1]
@@ -492,7 +492,7 @@ class Extractor:
         return missing / mass
 
     def _conflict(self, i: int, t: SentenceTable, scores: np.ndarray, qtype: str, q_terms: dict[str, float],
-                  short: str | None, counted: frozenset[str] = frozenset()) -> tuple[str, int, int, int, int] | None:
+                  short: str | None, counted: Quantity = NO_QUANTITY) -> tuple[str, int, int, int, int] | None:
         """A close runner-up from another document whose date, number or amount differs
         from the answer's: sources that disagree (a figure at two dates) are both shown."""
         if qtype not in SHAPED or short is None:
@@ -567,7 +567,7 @@ class Extractor:
 
     def _short(self, doc_id: str, start: int, end: int, qtype: str, q_terms: dict[str, float],
                wh: str = "none", qwords: tuple[np.ndarray, np.ndarray] | None = None,
-               counted: frozenset[str] = frozenset(), qf: QuestionFocus | None = None) -> tuple[int, int] | None:
+               counted: Quantity = NO_QUANTITY, qf: QuestionFocus | None = None) -> tuple[int, int] | None:
         """The short-answer range inside ``[start, end)`` of a document: for a person, why /
         how or untyped question the learned phrase model's choice, otherwise the candidate
         of the asked type closest to the words standing for the question's."""
@@ -590,14 +590,17 @@ class Extractor:
 
     def closest_typed(self, sent: str, tokens: list[tuple[int, int, str | None]], matched: set[int], qtype: str,
                       q_terms: dict[str, float], weights: dict[int, float] | None = None,
-                      counted: frozenset[str] = frozenset()) -> Candidate | None:
+                      counted: Quantity = NO_QUANTITY) -> Candidate | None:
         """The span of the asked type nearest to the question's words in ``sent``
         (``weights``: of the matched tokens; by default the IDF of their stems). A figure
         followed by what the question counts (``counted``: "How many jobs" → "454 new
-        jobs") comes first."""
+        jobs") comes first; asked for a stretch of time, only figures with a unit of time
+        after them, the unit included ("for 10 years")."""
         cands = self._typed(sent, qtype, q_terms)
         if not cands:
             return None
+        if counted.duration and qtype in ("number", "amount"):
+            cands = _with_time_unit(sent, tokens, cands) or cands
         if weights is None:
             weights = {i: q_terms.get(tokens[i][2] or "", 0.0) for i in matched}
 
@@ -612,12 +615,22 @@ class Extractor:
             return near * (1 - overlap) - 0.02 * max(0, len(inside) - 6)
 
         def counts(c: Candidate) -> bool:
-            if not counted or qtype not in ("number", "amount"):
+            if not counted.stems or qtype not in ("number", "amount"):
                 return False
             after = [st for a, _b, st in tokens if a >= c.end][:3]
-            return any(st in counted for st in after if st)
+            return any(st in counted.stems for st in after if st)
 
         return max(cands, key=lambda c: (counts(c), closeness(c)))
+
+
+def _with_time_unit(sent: str, tokens: list[tuple[int, int, str | None]], cands: list[Candidate]) -> list[Candidate]:
+    """The candidates a unit of time follows ("10 years", "четыре года"), extended over it."""
+    out = []
+    for c in cands:
+        nxt = next(((a, b) for a, b, _st in tokens if a >= c.end), None)
+        if nxt and not sent[c.end:nxt[0]].strip() and TIME_UNIT.fullmatch(sent, *nxt):
+            out.append(Candidate(c.start, nxt[1], c.kind))
+    return out
 
 
 def reread_candidates(t: SentenceTable, scores: np.ndarray, lang: str, depth: int) -> list[int]:

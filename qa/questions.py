@@ -9,6 +9,7 @@ questions we do not have.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from qa.text import tokenize, word_tokens
 
@@ -37,18 +38,21 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
         r"|\bв\s+как(ой|ом)\s+(половине|полугодии|квартале)\b|\b(in|during)\s+(what|which)\s+(half|quarter)\b"
         r"|\bfor\s+(what|which)\s+(year|period)\b", _F)),
     ("amount", re.compile(
-        r"\bhow much (money|did|does|do|will|was|is|were)\b|\b(what|which)\s+(percentage|percent|share|proportion|amount|sum"
-        r"|price|cost|revenue|budget|investment|investments|turnover|fee|loan)\b|\bhow expensive\b"
+        # "what percentage", also past a verb, an article and one word: "What was the total investment…"
+        r"\bhow much (money|did|does|do|will|was|is|were)\b|\b(what|which)\s+((is|was|were|are)\s+)?(the\s+)?([\w-]+\s+)?"
+        r"(percentage|percent|share|proportion|amount|sum|price|cost|revenue|budget|investment|investments|turnover"
+        r"|fee|loan|rate|tax rate)\b|\bhow expensive\b"
         r"|\bhow much\b(?!.*\b(space|area|land|room))"
         r"|\bсколько\s+(стоит|стоил[аио]?|денег|средств|рубл\w*|доллар\w*|процент\w*|инвестиц\w*|вложил\w*|потрат\w*)"
-        r"|\bна\s+сколько\s+процент|\bкак(ой|ая|ую|ова|ов)\s+(процент|доля|долю|объ[её]м\w*|сумм\w+|стоимость|выручк\w+"
-        r"|бюджет|размер\s+инвестиц\w*)|\bво\s+сколько\s+(обош|оцен)", _F)),
+        r"|\bна\s+сколько\s+процент|\bкак(ой|ая|ую|ова|ов)\s+(\w+\s+)?(процент|доля|долю|объ[её]м\w*|сумм\w+|стоимость"
+        r"|выручк\w+|бюджет|размер\s+инвестиц\w*|ставк\w+)|\bво\s+сколько\s+(обош|оцен)", _F)),
     ("number", re.compile(
         r"\bhow many\b|\bhow much\b|\bhow (big|large|long|tall|far|old|high|wide|deep|fast)\b|\b(what|which)\s+(is\s+|was\s+)?"
         r"(the\s+)?(number|size|area|population|length|height|distance|capacity|floor space)\b"
         r"|\bскольк(о|их|им|ими)\b|\bкако(е|го)\s+(число|количество)\b"
         r"|\bкаков[аоы]?\s+(площадь|мощность|число|количество|размер|длина)\b|\bкакой\s+площад"
-        r"|\bкак\s+(давно|долго)\b|\b(под\s+каким\s+номером|какой\s+номер)\b|\bwhat\s+number\b", _F)),
+        r"|\bкак\s+(давно|долго)\b|\b(под\s+каким\s+номером|какой\s+номер)\b|\bwhat\s+number\b"
+        r"|\bby\s+(what|which|how\s+big\s+a)\s+factor\b", _F)),
     ("person", re.compile(
         rf"^\s*(and\s+)?(who|whom|whose)\b|\b(what|which)\s+([\w-]+\s+){{0,2}}({_PERSON_EN})\b|\bwho\b"
         rf"|^\s*(а\s+|и\s+)?(кто|кого|кому|кем|чей|чья|чьё|чье|чьи)\b|\bкто\b"
@@ -106,12 +110,35 @@ def resolve_follow_up(question: str, history: list[str]) -> str:
 _COUNTED = re.compile(r"\b(?:how\s+many|how\s+much|сколько|скольких|скольким|скольки)\s+((?:[\w-]+\s+){0,1}[\w-]+)", _F)
 
 
-def counted_stems(question: str) -> frozenset[str]:
-    """Stems of the (at most two) words after "how many" / "сколько": what is counted
-    ("jobs" of "How many new jobs…", "компаний" of "Сколько компаний…"). The figure that
-    answers is written right before it ("454 new jobs", "2 тыс. компаний")."""
+# A stretch of time is asked for ("How long…", "Как давно…"; not "how long ago", a date, nor
+# "сколько лет было", an age): the figure that answers is written with its unit of time
+# ("for 10 years", "последние четыре года"), and the unit belongs to the answer.
+_DURATION = re.compile(
+    r"\bhow\s+long\b(?!\s+ago)|\bfor\s+how\s+many\s+(years|months|weeks|days|hours)\b|\bкак\s+(давно|долго)\b"
+    r"|\bсколько\s+времени\b|\bв\s+течение\s+(какого\s+(срока|времени|периода)|скольких)\b|\bна\s+какой\s+срок\b", _F)
+TIME_UNIT = re.compile(
+    r"(?:years?|months?|weeks?|days?|hours?|minutes?|seconds?|decades?|centur(?:y|ies)|лет|год|года|месяц\w*|недел\w+"
+    r"|дн(?:я|ей)|день|час\w*|минут\w*|секунд\w*|десятилети\w*|век\w*)", _F)
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """What a number question counts: ``stems`` of the (at most two) words after "how
+    many" / "сколько" ("jobs" of "How many new jobs…", "компаний" of "Сколько компаний…"),
+    the figure that answers being written right before them ("454 new jobs", "2 тыс.
+    компаний"); ``duration``: a stretch of time is asked for (``_DURATION``)."""
+
+    stems: frozenset[str] = frozenset()
+    duration: bool = False
+
+
+NO_QUANTITY = Quantity()
+
+
+def asked_quantity(question: str) -> Quantity:
     m = _COUNTED.search(question)
-    return frozenset(st for _a, _b, st in word_tokens(m.group(1)) if st) if m else frozenset()
+    stems = frozenset(st for _a, _b, st in word_tokens(m.group(1)) if st) if m else frozenset()
+    return Quantity(stems, bool(_DURATION.search(question)))
 
 
 # The noun a "what / which / какой / сколько" question names ("Which museum…", "What kind of

@@ -26,7 +26,7 @@ from qa.embedding import load_encoder
 from qa.index import build, open_index
 from qa.metrics import best_over_golds, contains
 from qa.pipeline import QAService
-from qa.questions import counted_stems, question_type
+from qa.questions import asked_quantity, question_type
 from qa.spans import SPAN_WEIGHTS, SpanScorer, feature_names, question_word
 from qa.text import detect_lang, word_tokens
 
@@ -151,7 +151,7 @@ def span_groups(service: QAService, items: tuple[EvalItem, ...]) -> list[SpanGro
         weights = ex.matched_words(sent, tokens, q_terms)  # same language: stems only, as in the answer step
         matched = set(weights)
         qtype = question_type(it.question)
-        rule = (ex.closest_typed(sent, tokens, matched, qtype, q_terms, weights, counted_stems(it.question))
+        rule = (ex.closest_typed(sent, tokens, matched, qtype, q_terms, weights, asked_quantity(it.question))
                 if qtype in TYPED else None)
         first, last, x = ex.phrase_features(c.doc_id, c.start, c.end, tokens, matched, ex.question_focus(it.question))
         f1 = np.array([best_over_golds("f1", sent[tokens[i][0]:tokens[j][1]], it.answers)

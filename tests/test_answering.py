@@ -156,6 +156,10 @@ def test_follow_up_borrows_the_previous_topic(service):
     ("Сколько компаний работает?", "number"),
     ("How much did the residents invest?", "amount"),
     ("Какую долю занимают резиденты?", "amount"),
+    ("What was the total investment of the residents?", "amount"),
+    ("What is the tax rate for the residents?", "amount"),
+    ("Какова льготная ставка налога для резидентов?", "amount"),
+    ("By what factor will the floor space grow?", "number"),
     ("Who opened the centre?", "person"),
     ("Кто открыл центр?", "person"),
     ("Which company makes lithography machines?", "organisation"),
@@ -389,14 +393,49 @@ def test_units_and_currencies_stay_with_their_figure():
      "Some 75 thousand engineers work there and 454 new jobs were created.", "454"),
 ])
 def test_how_many_takes_the_figure_of_what_is_counted(service, question, sentence, expected):
-    from qa.questions import counted_stems
+    from qa.questions import asked_quantity
 
     ex = service.extractor
     tokens = word_tokens(sentence)
     q_terms = ex.question_terms(question)
     weights = ex.matched_words(sentence, tokens, q_terms)
-    pick = ex.closest_typed(sentence, tokens, set(weights), "number", q_terms, weights, counted_stems(question))
+    pick = ex.closest_typed(sentence, tokens, set(weights), "number", q_terms, weights, asked_quantity(question))
     assert pick is not None and sentence[pick.start:pick.end] == expected
+
+
+@pytest.mark.parametrize(("question", "sentence", "expected"), [
+    ("How long does the tax break last?", "The rate is 15.5% (instead of 20%) for 10 years.", "10 years"),
+    ("Как давно растут кластеры?", "Последние четыре года в Москве растут 12 кластеров.", "четыре года"),
+    ("Как долго строили корпус?", "Корпус площадью 5 тыс. кв. м строили 3 месяца.", "3 месяца"),
+])
+def test_a_stretch_of_time_is_a_figure_with_its_unit(service, question, sentence, expected):
+    from qa.questions import asked_quantity
+
+    ex = service.extractor
+    tokens = word_tokens(sentence)
+    q_terms = ex.question_terms(question)
+    weights = ex.matched_words(sentence, tokens, q_terms)
+    pick = ex.closest_typed(sentence, tokens, set(weights), "number", q_terms, weights, asked_quantity(question))
+    assert pick is not None and sentence[pick.start:pick.end] == expected
+
+
+def test_an_age_or_a_year_count_is_not_a_stretch_of_time():
+    from qa.questions import asked_quantity
+
+    assert not asked_quantity("Сколько лет было Мэннингу?").duration
+    assert not asked_quantity("How long ago was it built?").duration
+    assert asked_quantity("For how many years is the rate fixed?").duration
+
+
+def test_phrases_never_split_a_figure():
+    from qa.spans import span_candidates
+
+    sentence = "Площади вырастут в 3,5 раза, вложено 70,6 млрд руб., ставка 15.5%, 5 100 мест, в 3:08."
+    tokens = word_tokens(sentence)
+    first, last = span_candidates(tokens, sentence)
+    phrases = {sentence[tokens[i][0]:tokens[j][1]] for i, j in zip(first, last, strict=True)}
+    assert {"3,5 раза", "70,6 млрд", "15.5", "5 100 мест", "3:08"} <= phrases
+    assert not phrases & {"5 раза", "3", "6 млрд", "70", "5 мест", "100 мест", "08"}
 
 
 def test_a_month_or_part_of_the_year_alone_answers_when_no_full_date_does():
