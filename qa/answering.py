@@ -19,7 +19,19 @@ from qa.config import confidence_weights
 from qa.index import IndexData
 from qa.metrics import answer_lang, normalize_answer
 from qa.questions import NO_QUANTITY, TIME_UNIT, Quantity, asked_quantity, focus_word
-from qa.spans import SPAN_WEIGHTS, Candidate, Focus, SpanScorer, question_word, span_matrix, typed_candidates
+from qa.spans import (
+    QUOTED,
+    SPAN_WEIGHTS,
+    Candidate,
+    Focus,
+    SpanScorer,
+    body_phrases,
+    question_word,
+    span_matrix,
+    typed_candidates,
+    with_entities,
+)
+from qa.syntax import EMPTY, Parse
 from qa.text import content_word_stems, content_words, tokenize, word_tokens
 from qa.types import Citation, Document, Passage
 
@@ -78,13 +90,14 @@ TYPED = frozenset({"date", "number", "amount", "person", "organisation", "place"
 # Types whose shape a regular expression recognises reliably (names are any capitalised word).
 SHAPED = frozenset({"date", "number", "amount"})
 SHORT = TYPED | {"other", "why_how"}
+NAMES = frozenset({"person", "organisation", "place"})
 # Short answers the learned phrase model picks (qa/spans.py): on XQuAD dev, held-out
 # articles, it beats the closest-phrase rule for these types (for "why / how" questions,
 # the whole sentence) and loses to the regular shapes for dates, figures, places and
-# organisations, and to the whole sentence for lists (eval/answer-tuning.md). (With the
-# focus-word features it beat the rule for organisations on XQuAD dev, F1 en 41.1 against
-# 37.7, ru 42.9 against 30.8, but lost on the project's eval set, 36.8 -> 30.4, where names
-# are quoted titles the rule knows: left with the rule.)
+# organisations, and to the whole sentence for lists (eval/answer-tuning.md). (For
+# organisations the two are close on XQuAD dev, F1 en 42.2 against the rule's 43.1, ru 46.6
+# against 43.4, but the model lost on the project's eval set, 36.8 -> 30.4, where names are
+# quoted titles and lower-case bodies the rule knows: left with the rule.)
 LEARNED_SHORT = frozenset({"other", "person", "why_how"})
 FEATURES = ("dense", "lexical", "passage", "typed", "shaped", "same_lang", "heading", "window", "length", "soft")
 # Two words whose vectors are at least this close count as the same word (a translation, an
@@ -581,7 +594,8 @@ class Extractor:
             # RU→EN F1 21.4 / 23.2 with, 19.3 / 21.6 without; same-language unchanged)
             pick = self.spans.pick(*self.phrase_features(doc_id, start, end, tokens, matched, qf), tokens, qtype, wh)
         else:
-            pick = self.closest_typed(sent, tokens, matched, qtype, q_terms, weights, counted)
+            pick = self.closest_typed(sent, tokens, matched, qtype, q_terms, weights, counted,
+                                      self.index.parse(doc_id, start, end), qf.stem if qf else None)
         if pick is None:
             return None
         # the possessive ending is not part of a name ("Charles Darwin's theory" -> "Charles Darwin")
@@ -590,13 +604,23 @@ class Extractor:
 
     def closest_typed(self, sent: str, tokens: list[tuple[int, int, str | None]], matched: set[int], qtype: str,
                       q_terms: dict[str, float], weights: dict[int, float] | None = None,
-                      counted: Quantity = NO_QUANTITY) -> Candidate | None:
+                      counted: Quantity = NO_QUANTITY, parse: Parse = EMPTY,
+                      focus: str | None = None) -> Candidate | None:
         """The span of the asked type nearest to the question's words in ``sent``
         (``weights``: of the matched tokens; by default the IDF of their stems). A figure
         followed by what the question counts (``counted``: "How many jobs" → "454 new
         jobs") comes first; asked for a stretch of time, only figures with a unit of time
-        after them, the unit included ("for 10 years")."""
+        after them, the unit included ("for 10 years"). Names are read against the
+        sentence's ``parse`` (``with_entities``), and one holding the question's ``focus``
+        stem comes first ("Which university…" → "Newcastle University"; that word is not
+        counted as the question's own there)."""
         cands = self._typed(sent, qtype, q_terms)
+        if qtype in NAMES and len(parse):
+            names = with_entities(sent, cands, parse)
+            if qtype == "organisation":
+                names += body_phrases(sent, parse)
+            cands = _not_question_words([(c, frozenset(st for _a, _b, st in word_tokens(sent[c.start:c.end]) if st))
+                                         for c in names], q_terms)
         if not cands:
             return None
         if counted.duration and qtype in ("number", "amount"):
@@ -611,16 +635,34 @@ class Extractor:
             lo, hi = inside[0], inside[-1]
             near = sum(weights[i] / (1 + max(lo - i, i - hi)) for i in matched if i < lo or i > hi)
             # phrases made mostly of the question's words are not answers
-            overlap = sum(1 for i in inside if i in matched) / len(inside)
+            overlap = sum(1 for i in inside if i in matched and tokens[i][2] != focus) / len(inside)
             return near * (1 - overlap) - 0.02 * max(0, len(inside) - 6)
 
         def counts(c: Candidate) -> bool:
-            if not counted.stems or qtype not in ("number", "amount"):
-                return False
-            after = [st for a, _b, st in tokens if a >= c.end][:3]
-            return any(st in counted.stems for st in after if st)
+            return qtype in ("number", "amount") and _counts(sent, c, counted)
 
-        return max(cands, key=lambda c: (counts(c), closeness(c)))
+        def named(c: Candidate) -> bool:
+            # the focus word heads the name: its last word in English, its first in Russian
+            inside = [st for a, b, st in tokens if a >= c.start and b <= c.end]
+            return focus is not None and qtype in NAMES and bool(inside) and focus in (inside[0], inside[-1])
+
+        best = max(cands, key=lambda c: (counts(c), named(c), closeness(c)))
+        # "компания «Ростелеком»" answers "Какая компания…?" with the name in the quotes alone
+        first = next(((a, b, st) for a, b, st in tokens if a >= best.start), None)
+        if first and first[2] == focus and sent[first[0]].islower():
+            rest = sent[first[1]:best.end]
+            a = first[1] + len(rest) - len(rest.lstrip())
+            if QUOTED.fullmatch(sent, a, best.end):
+                best = Candidate(a + 1, best.end - 1, best.kind)
+        return best
+
+
+def _counts(sent: str, c: Candidate, counted: Quantity) -> bool:
+    """Whether what the question counts is among the three words after the figure ``c``."""
+    if not counted.stems:
+        return False
+    after = [st for _a, _b, st in word_tokens(sent[c.end:c.end + 60])][:3]
+    return any(st in counted.stems for st in after if st)
 
 
 def _with_time_unit(sent: str, tokens: list[tuple[int, int, str | None]], cands: list[Candidate]) -> list[Candidate]:

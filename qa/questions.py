@@ -47,10 +47,11 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
         r"|\bна\s+сколько\s+процент|\bкак(ой|ая|ую|ова|ов)\s+(\w+\s+)?(процент|доля|долю|объ[её]м\w*|сумм\w+|стоимость"
         r"|выручк\w+|бюджет|размер\s+инвестиц\w*|ставк\w+)|\bво\s+сколько\s+(обош|оцен)", _F)),
     ("number", re.compile(
-        r"\bhow many\b|\bhow much\b|\bhow (big|large|long|tall|far|old|high|wide|deep|fast)\b|\b(what|which)\s+(is\s+|was\s+)?"
-        r"(the\s+)?(number|size|area|population|length|height|distance|capacity|floor space)\b"
+        # past a verb also one word before the measure: "What is the total area…", "Какова совокупная площадь…"
+        r"\bhow many\b|\bhow much\b|\bhow (big|large|long|tall|far|old|high|wide|deep|fast)\b|\b(what|which)\s+"
+        r"((is|was)\s+(the\s+)?([\w-]+\s+)?|the\s+)?(number|size|area|population|length|height|distance|capacity|floor space)\b"
         r"|\bскольк(о|их|им|ими)\b|\bкако(е|го)\s+(число|количество)\b"
-        r"|\bкаков[аоы]?\s+(площадь|мощность|число|количество|размер|длина)\b|\bкакой\s+площад"
+        r"|\bкаков[аоы]?\s+(\w+\s+)?(площадь|мощность|число|количество|размер|длина)\b|\bкакой\s+площад"
         r"|\bкак\s+(давно|долго)\b|\b(под\s+каким\s+номером|какой\s+номер)\b|\bwhat\s+number\b"
         r"|\bby\s+(what|which|how\s+big\s+a)\s+factor\b", _F)),
     ("person", re.compile(

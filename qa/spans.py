@@ -66,10 +66,16 @@ _NUMWORD = (r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|
             r"|десят[ьи]|двадцат[ьи]|тридцат[ьи]|сорок[а]?|пятьдесят|сто)")
 _NUM = r"(?:\d{1,3}(?:[ \u00a0\u202f,]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?)"
 
+# "for the sixth year in a row", "четвертый год подряд": a count of years said with an ordinal
+_ORDINAL = (r"(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|\d{1,2}(?:st|nd|rd|th)"
+            r"|(?:перв|втор|трет|четв[её]рт|пят|шест|седьм|восьм|девят|десят|\d{1,2}-?)[а-я]*)")
+IN_A_ROW = re.compile(rf"\b{_ORDINAL}\s+(?:straight\s+|consecutive\s+)?(?:year|season|time)\s+in\s+a\s+row\b"
+                      rf"|\b{_ORDINAL}\s+(?:год|раз)\s+(?:подряд|кряду)", _F)
+
 # Hedges ("more than", "около") stay outside the span: the figure is the answer.
 NUMBER = re.compile(
     rf"\b\d{{1,2}}:\d\d\b"
-    rf"|(?:{_CURRENCY}\s?)?(?:№\s?|No\.\s?)?(?<![\w.,]){_NUM}(?!(?:st|nd|rd|th|-?й|-?го|-?м)\b)(?:\s*[-–—]\s*{_NUM})?(?:\s*{_SCALE})?(?:\s*{_UNIT})?(?:\s*{_CURRENCY})?(?:\s*{_PERCENT})?"
+    rf"|(?:{_CURRENCY}\s?)?(?:№\s?|No\.\s?)?(?<![\w.,]){_NUM}(?!\d)(?!(?:st|nd|rd|th|-?й|-?го|-?м)\b)(?:\s*[-–—]\s*{_NUM})?(?:\s*{_SCALE})?(?:\s*{_UNIT})?(?:\s*{_CURRENCY})?(?:\s*{_PERCENT})?"
     rf"|\b{_NUMWORD}\b(?:\s+{_SCALE})?",
     _F,
 )
@@ -167,24 +173,112 @@ def typed_candidates(text: str, qtype: str, parts: bool = True) -> list[Candidat
                 continue
             kind = "amount" if AMOUNT_MARK.search(text[a:b]) else "number"
             out.append(Candidate(a, b, kind))
+        if qtype == "number":  # a count, never an amount
+            out += [Candidate(m.start(), m.end(), "number") for m in IN_A_ROW.finditer(text)]
+            out.sort(key=lambda c: c.start)
         if qtype == "amount" and any(c.kind == "amount" for c in out):
             out = [c for c in out if c.kind == "amount"]
     elif qtype in ("person", "organisation", "place"):
         spans: list[tuple[int, int]] = []
-        if qtype == "organisation":
-            spans += [(m.start(), m.end()) for m in NAMED.finditer(text)]
+        named = [(m.start(), m.end()) for m in NAMED.finditer(text)] if qtype == "organisation" else []
+        spans += named
         for m in NAME.finditer(text):
             a, b = m.start(), m.end()
             words = text[a:b].split()
             while words and words[0].lower() in _NOT_NAMES:
                 a = text.index(words[1], a + len(words[0])) if len(words) > 1 else b
                 words = words[1:]
-            if not words or DATE.fullmatch(text[a:b]):
+            # "ОЭЗ" of "ОЭЗ «Технополис Москва»" is the start of a name, not one
+            if not words or DATE.fullmatch(text[a:b]) or any(x == a and y > b for x, y in named):
                 continue
             spans.append((a, b))
         spans += [(m.start(), m.end()) for m in QUOTED.finditer(text)]
         out = [Candidate(*_trim(text, a, b), qtype) for a, b in spans]
     return [c for c in out if c.end > c.start]
+
+
+_NAME_ENTS = frozenset(ENTS.index(e) for e in ("MISC", "PER", "ORG", "LOC"))
+_NOT_NAME_POS = frozenset(POS.index(p) for p in ("VERB", "ADV", "ADP", "DET", "PRON", "SCONJ", "CCONJ", "AUX", "PART",
+                                                 "INTJ"))
+_QUOTE_PAIRS = (("«", "»"), ("„", "“"), ("“", "”"))
+
+
+def _balanced(s: str) -> bool:
+    return s.count('"') % 2 == 0 and all(s.count(a) == s.count(b) for a, b in _QUOTE_PAIRS if a != b)
+
+
+def with_entities(text: str, cands: list[Candidate], parse: Parse) -> list[Candidate]:
+    """Name candidates read against the sentence's parse. A named entity the parser found
+    replaces the capitalised runs inside it: Russian names go on in lower case ("Саксонский
+    сад", "Верховного суда США") and English ones past commas ("Department of Science,
+    Industrial Policy and Entrepreneurship"), where the capitals alone stop. A capitalised
+    word that opens the sentence is no name when the parser tags it a verb, adverb,
+    preposition and the like ("Following the…", "Сегодня…"). Entities with a quote cut
+    in two are not used (the quoted title is the better span)."""
+    if not len(parse):
+        return cands
+    kind = cands[0].kind if cands else "name"
+    ents: list[tuple[int, int]] = []
+    for a, b, t in parse.ents.tolist():
+        if t not in _NAME_ENTS:
+            continue
+        words = text[a:b].split()
+        while words and words[0].lower() in _NOT_NAMES:  # "the Council for…" -> "Council for…"
+            a = text.index(words[1], a + len(words[0])) if len(words) > 1 else b
+            words = words[1:]
+        while words and words[-1].lower() in _EDGE_STOP:  # "the State Duma of" -> "State Duma"
+            b = text.rindex(words[-1], a, b)
+            words = words[:-1]
+        a, b = _trim(text, a, b)
+        if b > a and _balanced(text[a:b]):
+            ents.append((a, b))
+    first = next((i for i, st in enumerate(parse.start.tolist()) if text[st:parse.end[i]].strip("-–—•*\"«„“ ")), None)
+    # an entity inside a longer capitalised run is a mis-cut ("Prepreg" of "Prepreg SKM and LLC…")
+    out = [Candidate(a, b, kind) for a, b in ents]
+    for c in cands:
+        if any(a <= c.start and c.end <= b for a, b in ents):  # the entity is its span already
+            continue
+        if (first is not None and int(parse.start[first]) == c.start and int(parse.pos[first]) in _NOT_NAME_POS
+                and not any(a <= c.start < b for a, b in ents)):
+            rest = c.start + len(text[c.start:c.end].split()[0])
+            start, end = _trim(text, rest, c.end)
+            if end <= start:
+                continue
+            c = Candidate(start, end, c.kind)
+        out.append(c)
+    return out
+
+
+# Head nouns of a body's descriptive name, which Russian writes in lower case ("департамент
+# инвестиционной и промышленной политики", "московский экспортный центр") and no capitals or
+# entity tagger finds.
+_BODY_HEADS = frozenset(st for _a, _b, st in word_tokens(
+    "department ministry committee centre center agency fund association council university institute corporation "
+    "government administration chamber union authority департамент министерство ведомство комитет центр агентство "
+    "фонд ассоциация совет университет институт корпорация правительство администрация палата союз управление "
+    "служба дума мэрия") if st)
+
+
+def body_phrases(text: str, parse: Parse) -> list[Candidate]:
+    """For an organisation question: the noun phrase (the parse subtree, without a leading
+    preposition, up to the first comma) of every lower-case head noun of a body's name."""
+    if not len(parse):
+        return []
+    _whole, stripped = _subtrees(parse)
+    out = []
+    for k in range(len(parse)):
+        a, b = int(parse.start[k]), int(parse.end[k])
+        if int(parse.pos[k]) != _NOUN or not text[a].islower():
+            continue
+        if next((st for _x, _y, st in word_tokens(text[a:b]) if st), None) not in _BODY_HEADS:
+            continue
+        lo, hi = divmod(int(stripped[k]), 1 << 32)
+        if cut := re.search(r"[,;:(—–]", text[b:hi]):
+            hi = b + cut.start()
+        lo, hi = _trim(text, lo, hi)
+        if hi > lo and len(text[lo:hi].split()) <= MAX_SPAN_WORDS:
+            out.append(Candidate(lo, hi, "organisation"))
+    return out
 
 
 def phrase_candidates(text: str, tokens: list[tuple[int, int, str | None]], matched: set[int]) -> list[Candidate]:
@@ -405,6 +499,7 @@ def _tree_distances(parse: Parse) -> np.ndarray:
 
 
 _PUNCT = POS.index("PUNCT")
+_NOUN = POS.index("NOUN")
 _LEADING = frozenset(POS.index(p) for p in ("ADP", "DET", "CCONJ", "SCONJ", "PART", "AUX", "PUNCT"))
 _HEAD_COL = {POS.index(p): f"hp_{p}" for p in _HEAD_POS}
 

@@ -446,7 +446,9 @@ def test_a_month_or_part_of_the_year_alone_answers_when_no_full_date_does():
 
 @pytest.mark.parametrize("question", ["Около скольких компаний объединяют кластеры?", "С партнерами из скольких стран?",
                                       "Как давно растут кластеры?", "Под каким номером значится корпус?",
-                                      "What number does the building have?"])
+                                      "What number does the building have?",
+                                      # past a verb, one word before the measure
+                                      "Какова совокупная площадь технопарков?", "What is the total area of the site?"])
 def test_more_ways_to_ask_for_a_figure(question):
     assert question_type(question) == "number"
 
@@ -566,3 +568,96 @@ def test_span_matrix_rarity_columns_by_hand():
     assert sensors[col["idf_max"]] == 0.5 and sensors[col["idf_hi"]] == 0 and sensors[col["idf_none"]] == 0
     assert the[col["idf_none"]] == 1 and the[col["idf_mean"]] == 0  # a stop word only
     assert x[rows["sensors in the park"], col["idf_mean"]] == pytest.approx(0.375)  # stop words do not count
+
+
+def test_counts_said_with_an_ordinal_and_ordinals_are_not_figures():
+    for text, expected in (("It topped the rating for the sixth year in a row.", ["sixth year in a row"]),
+                           ("ОЭЗ уже четвертый год подряд занимает первое место.", ["четвертый год подряд"]),
+                           ("Its 20th birthday fell on a holiday.", [])):
+        assert [text[c.start:c.end] for c in typed_candidates(text, "number")] == expected
+
+
+def _parse(text: str, words: list[tuple[str, str]], ents: list[tuple[str, str]]):
+    """A hand-made parse of ``text``: ``words`` (word, part of speech) in order, ``ents``
+    (entity text, type); heads and relations left out."""
+    from qa.syntax import ENTS, POS, Parse
+
+    at, rows = 0, []
+    for word, pos in words:
+        at = text.index(word, at)
+        rows.append((at, at + len(word), POS.index(pos)))
+        at += len(word)
+    spans = [(text.index(e), text.index(e) + len(e), ENTS.index(t)) for e, t in ents]
+
+    def col(k: int) -> np.ndarray:
+        return np.array([r[k] for r in rows], dtype=np.int32)
+
+    return Parse(col(0), col(1), col(2), np.full(len(rows), -1, dtype=np.int32), np.zeros(len(rows), dtype=np.int32),
+                 np.array(spans, dtype=np.int32).reshape(-1, 3))
+
+
+def test_names_are_read_against_the_parse():
+    from qa.spans import with_entities
+
+    def names(text, qtype, words, ents):
+        return [text[c.start:c.end] for c in with_entities(text, typed_candidates(text, qtype), _parse(text, words, ents))]
+
+    # a Russian name goes on in lower case; the capitalised run inside it is dropped
+    ru = "Летний театр стоял в Саксонском саду."
+    assert names(ru, "place", [("Летний", "ADJ"), ("Саксонском", "ADJ"), ("саду", "NOUN")],
+                 [("Саксонском саду", "LOC")]) == ["Саксонском саду", "Летний"]
+    # an English one past its comma, without its article
+    en = "It is run by the Department of Science, Industrial Policy and Entrepreneurship."
+    assert "Department of Science, Industrial Policy and Entrepreneurship" in names(
+        en, "organisation", [("It", "PRON")], [("the Department of Science, Industrial Policy and Entrepreneurship", "ORG")])
+    # a capitalised verb opening the sentence is no name
+    opener = "Following the sale, Avtoframos moved out."
+    assert names(opener, "organisation", [("Following", "VERB"), ("Avtoframos", "PROPN")],
+                 [("Avtoframos", "ORG")]) == ["Avtoframos"]
+    # an entity that cuts a quoted title in two is not used
+    quoted = "В ОЭЗ «Технополис Москва» работают кластеры."
+    got = names(quoted, "organisation", [("В", "ADP"), ("ОЭЗ", "PROPN")], [("ОЭЗ «Технополис", "ORG")])
+    assert "ОЭЗ «Технополис" not in got and "ОЭЗ «Технополис Москва»" in got
+
+
+@pytest.mark.parametrize(("question", "sentence", "words", "ents", "expected"), [
+    # the name the question's noun heads comes first, even past a nearer one
+    ("Which university grew out of the medical school?",
+     "The medical school became part of Newcastle University, near the Tyne and the Durham Gallery.",
+     [("The", "DET")], [("Newcastle University", "ORG"), ("Tyne", "LOC"), ("Durham Gallery", "LOC")],
+     "Newcastle University"),
+    # "компания «Ростелеком»" answers "Какая компания…" with the name alone
+    ("Какая компания будет покупать модули?", "Модули будет покупать компания «Ростелеком».",
+     [("Модули", "NOUN")], [], "Ростелеком"),
+])
+def test_a_name_headed_by_the_question_noun(service, question, sentence, words, ents, expected):
+    from qa.questions import focus_word
+
+    ex = service.extractor
+    tokens = word_tokens(sentence)
+    q_terms = ex.question_terms(question)
+    weights = ex.matched_words(sentence, tokens, q_terms)
+    pick = ex.closest_typed(sentence, tokens, set(weights), "organisation", q_terms, weights,
+                            parse=_parse(sentence, words, ents), focus=focus_word(question)[1])
+    assert pick is not None and sentence[pick.start:pick.end] == expected
+
+
+def test_a_body_named_in_lower_case_is_an_organisation():
+    from qa.spans import body_phrases
+
+    text = "Ранее в департаменте инвестиционной и промышленной политики Москвы отметили, что спрос растет."
+    words = [("Ранее", "ADV"), ("в", "ADP"), ("департаменте", "NOUN"), ("инвестиционной", "ADJ"), ("и", "CCONJ"),
+             ("промышленной", "ADJ"), ("политики", "NOUN"), ("Москвы", "PROPN"), ("отметили", "VERB"), (",", "PUNCT"),
+             ("что", "SCONJ"), ("спрос", "NOUN"), ("растет", "VERB"), (".", "PUNCT")]
+    parse = _parse(text, words, [("Москвы", "LOC")])
+    # heads: в -> департаменте -> отметили; инвестиционной, и, промышленной -> политики -> департаменте; Москвы -> политики
+    head = [8, 2, 8, 6, 5, 6, 2, 6, -1, 12, 12, 12, 8, 8]
+    parse = type(parse)(parse.start, parse.end, parse.pos, np.array(head, dtype=np.int32), parse.dep, parse.ents)
+    assert [text[c.start:c.end] for c in body_phrases(text, parse)] == [
+        "департаменте инвестиционной и промышленной политики Москвы"]
+
+
+def test_the_word_before_a_quoted_title_is_not_a_name_alone():
+    text = "Производство открыто в ОЭЗ «Технополис Москва» в мае."
+    names = [text[c.start:c.end] for c in typed_candidates(text, "organisation")]
+    assert "ОЭЗ «Технополис Москва»" in names and "ОЭЗ" not in names
