@@ -26,6 +26,7 @@ from qa.spans import (
     Focus,
     SpanScorer,
     body_phrases,
+    place_phrases,
     question_word,
     span_matrix,
     typed_candidates,
@@ -93,8 +94,9 @@ SHORT = TYPED | {"other", "why_how"}
 NAMES = frozenset({"person", "organisation", "place"})
 # Short answers the learned phrase model picks (qa/spans.py): on XQuAD dev, held-out
 # articles, it beats the closest-phrase rule for these types (for "why / how" questions,
-# the whole sentence) and loses to the regular shapes for dates, figures, places and
-# organisations, and to the whole sentence for lists (eval/answer-tuning.md). (For
+# the whole sentence) and loses to the regular shapes for dates, amounts, places,
+# organisations and Russian figures (English figures: model 67.0, rule 61.7; one rule for
+# both languages), and to the whole sentence for lists (eval/answer-tuning.md). (For
 # organisations the two are close on XQuAD dev, F1 en 42.2 against the rule's 43.1, ru 46.6
 # against 43.4, but the model lost on the project's eval set, 36.8 -> 30.4, where names are
 # quoted titles and lower-case bodies the rule knows: left with the rule.)
@@ -103,6 +105,9 @@ FEATURES = ("dense", "lexical", "passage", "typed", "shaped", "same_lang", "head
 # Two words whose vectors are at least this close count as the same word (a translation, an
 # inflection): measured on XQuAD dev, 0.6 and 0.7 beat 0.5 and 0.8 (eval/answer-tuning.md).
 SOFT_MATCH = 0.6
+# The same for what a how-many question counts across languages, stricter: "countries" /
+# "стран" are 0.89 apart, "tackles" / "sacks" 0.62.
+COUNTED_MATCH = 0.7
 # The phrase score of a sentence with no candidate phrase at all: below any phrase's (the
 # best phrase of a candidate sentence scored 0.2 to 10.8 on XQuAD dev)
 NO_PHRASE = -5.0
@@ -250,12 +255,34 @@ class Extractor:
         if fw is None:
             return None
         word, stem = fw
+        return QuestionFocus(stem, self.word_vector(word))
+
+    def word_vector(self, word: str) -> np.ndarray | None:
+        """The unit vector of a lower-cased word: the index's, or encoded (and remembered)."""
         row = self.index.words.get(word)
         vec = np.asarray(self.index.word_vecs[row], dtype=np.float32) if row is not None else self._oov.get(word)
         if vec is None and self.embed is not None:
             self.remember([word], self.embed([word]))
             vec = self._oov[word]
-        return QuestionFocus(stem, None if vec is None else vec / (float(np.linalg.norm(vec)) or 1.0))
+        return None if vec is None else vec / (float(np.linalg.norm(vec)) or 1.0)
+
+    def counted_tokens(self, sent: str, tokens: list[tuple[int, int, str | None]], counted: Quantity,
+                       across: bool = False) -> set[int]:
+        """The tokens of ``sent`` that name what the question counts: the same stem, or
+        (``across``: a sentence in the other language) a word whose vector is within
+        COUNTED_MATCH of a counted word's ("стран" for "countries"). Within one language
+        vectors took neighbours of the same field on XQuAD dev ("попаданиями" for
+        "перехватов", "километров" for "миль")."""
+        at = {i for i, (_a, _b, st) in enumerate(tokens) if st and st in counted.stems}
+        if not across:
+            return at
+        vecs = [v for w in counted.words if (v := self.word_vector(w)) is not None]
+        rows = [(i, r) for i, w, r in self.word_rows(sent, tokens) if i not in at and w.isalpha()]
+        if vecs and rows:
+            sims = np.asarray(self.index.word_vecs[[r for _i, r in rows]], dtype=np.float32) @ np.array(vecs).T
+            norms = np.linalg.norm(np.asarray(self.index.word_vecs[[r for _i, r in rows]], dtype=np.float32), axis=1)
+            at |= {i for (i, _r), s, n in zip(rows, sims.max(1), norms, strict=True) if s >= COUNTED_MATCH * (n or 1.0)}
+        return at
 
     def word_rows(self, sent: str, tokens: list[tuple[int, int, str | None]]) -> list[tuple[int, str, int]]:
         """The content tokens of ``sent`` that have a vector: token index, word (lower-cased,
@@ -595,7 +622,8 @@ class Extractor:
             pick = self.spans.pick(*self.phrase_features(doc_id, start, end, tokens, matched, qf), tokens, qtype, wh)
         else:
             pick = self.closest_typed(sent, tokens, matched, qtype, q_terms, weights, counted,
-                                      self.index.parse(doc_id, start, end), qf.stem if qf else None)
+                                      self.index.parse(doc_id, start, end), qf.stem if qf else None,
+                                      across=qwords is not None)
         if pick is None:
             return None
         # the possessive ending is not part of a name ("Charles Darwin's theory" -> "Charles Darwin")
@@ -605,7 +633,7 @@ class Extractor:
     def closest_typed(self, sent: str, tokens: list[tuple[int, int, str | None]], matched: set[int], qtype: str,
                       q_terms: dict[str, float], weights: dict[int, float] | None = None,
                       counted: Quantity = NO_QUANTITY, parse: Parse = EMPTY,
-                      focus: str | None = None) -> Candidate | None:
+                      focus: str | None = None, across: bool = False) -> Candidate | None:
         """The span of the asked type nearest to the question's words in ``sent``
         (``weights``: of the matched tokens; by default the IDF of their stems). A figure
         followed by what the question counts (``counted``: "How many jobs" → "454 new
@@ -619,6 +647,8 @@ class Extractor:
             names = with_entities(sent, cands, parse)
             if qtype == "organisation":
                 names += body_phrases(sent, parse)
+            elif qtype == "place":
+                names += place_phrases(sent, parse)
             cands = _not_question_words([(c, frozenset(st for _a, _b, st in word_tokens(sent[c.start:c.end]) if st))
                                          for c in names], q_terms)
         if not cands:
@@ -638,8 +668,10 @@ class Extractor:
             overlap = sum(1 for i in inside if i in matched and tokens[i][2] != focus) / len(inside)
             return near * (1 - overlap) - 0.02 * max(0, len(inside) - 6)
 
-        def counts(c: Candidate) -> bool:
-            return qtype in ("number", "amount") and _counts(sent, c, counted)
+        counted_at = self.counted_tokens(sent, tokens, counted, across) if qtype in ("number", "amount") else set()
+
+        def counts(c: Candidate) -> int:
+            return _counts(sent, tokens, c, counted_at)
 
         def named(c: Candidate) -> bool:
             # the focus word heads the name: its last word in English, its first in Russian
@@ -657,12 +689,19 @@ class Extractor:
         return best
 
 
-def _counts(sent: str, c: Candidate, counted: Quantity) -> bool:
-    """Whether what the question counts is among the three words after the figure ``c``."""
-    if not counted.stems:
-        return False
-    after = [st for _a, _b, st in word_tokens(sent[c.end:c.end + 60])][:3]
-    return any(st in counted.stems for st in after if st)
+def _counts(sent: str, tokens: list[tuple[int, int, str | None]], c: Candidate, counted_at: set[int]) -> int:
+    """2 when a token naming what the question counts (``counted_at``) is among the three
+    after the figure ``c`` ("454 new jobs"), 1 when among the two before it in the same
+    clause ("interceptions with 24", "площадью свыше 2 млн кв. м"), else 0."""
+    if not counted_at:
+        return 0
+    after = [i for i, (a, _b, _st) in enumerate(tokens) if a >= c.end][:3]
+    # or inside it, the unit: "160 000 кв. миль" for "Сколько квадратных миль…"
+    inside = [i for i, (a, b, _st) in enumerate(tokens) if a >= c.start and b <= c.end and not sent[a:b].isdigit()]
+    if any(i in counted_at for i in after + inside):
+        return 2
+    before = [i for i, (_a, b, _st) in enumerate(tokens) if b <= c.start][-2:]
+    return int(any(i in counted_at and not re.search(r"[,;:.()]", sent[tokens[i][1]:c.start]) for i in before))
 
 
 def _with_time_unit(sent: str, tokens: list[tuple[int, int, str | None]], cands: list[Candidate]) -> list[Candidate]:

@@ -131,6 +131,7 @@ class Quantity:
 
     stems: frozenset[str] = frozenset()
     duration: bool = False
+    words: tuple[str, ...] = ()  # those words, lower-cased (ё = е), for their vectors
 
 
 NO_QUANTITY = Quantity()
@@ -138,8 +139,12 @@ NO_QUANTITY = Quantity()
 
 def asked_quantity(question: str) -> Quantity:
     m = _COUNTED.search(question)
-    stems = frozenset(st for _a, _b, st in word_tokens(m.group(1)) if st) if m else frozenset()
-    return Quantity(stems, bool(_DURATION.search(question)))
+    if not m:
+        return Quantity(duration=bool(_DURATION.search(question)))
+    group = m.group(1).lower().replace("ё", "е")
+    content = [(group[a:b], st) for a, b, st in word_tokens(group) if st]
+    return Quantity(frozenset(st for _w, st in content), bool(_DURATION.search(question)),
+                    tuple(w for w, _st in content if w.isalpha()))
 
 
 # The noun a "what / which / какой / сколько" question names ("Which museum…", "What kind of

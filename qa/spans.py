@@ -281,6 +281,39 @@ def body_phrases(text: str, parse: Parse) -> list[Candidate]:
     return out
 
 
+# ("с" / "со" left out: with the instrumental it is "with", as often as "from")
+_PLACE_PREPS = frozenset("in at on into inside within near between from в во на из у между около возле внутри".split())
+
+
+def place_phrases(text: str, parse: Parse) -> list[Candidate]:
+    """For a where-question: the noun phrase a locative preposition governs ("in an altitude
+    chamber", "на валу", "со спутника"), without the preposition, up to the first comma.
+    The parsers attach them differently: Slovnet (UD) hangs the preposition on its noun,
+    spaCy the noun on its preposition."""
+    if not len(parse):
+        return []
+    _whole, stripped = _subtrees(parse)
+    heads = parse.head.tolist()
+    pos = parse.pos.tolist()
+    out = []
+    for k in range(len(parse)):
+        if pos[k] != _ADP or text[parse.start[k]:parse.end[k]].lower() not in _PLACE_PREPS:
+            continue
+        h = heads[k]
+        nouns = [h] if h > k and pos[h] in _NOMINAL else [c for c, hh in enumerate(heads) if hh == k and pos[c] in _NOMINAL]
+        for n in nouns[:1]:
+            lo, hi = divmod(int(stripped[n]), 1 << 32)
+            lo = max(lo, int(parse.end[k]))
+            if cut := re.search(r"[,;:(—–]", text[lo:hi]):
+                hi = lo + cut.start()
+            lo, hi = _trim(text, lo, hi)
+            # "in May 1852", "в 2015 году" are times, not places
+            if (hi > lo and len(text[lo:hi].split()) <= 8 and not DATE.search(text, lo, hi)
+                    and not _BARE_MONTH.fullmatch(text, lo, hi)):
+                out.append(Candidate(lo, hi, "place"))
+    return out
+
+
 def phrase_candidates(text: str, tokens: list[tuple[int, int, str | None]], matched: set[int]) -> list[Candidate]:
     """Phrases of words the question does not contain, cut at punctuation and at the
     question's own words: in extractive QA the answer is usually such a phrase right
@@ -500,6 +533,8 @@ def _tree_distances(parse: Parse) -> np.ndarray:
 
 _PUNCT = POS.index("PUNCT")
 _NOUN = POS.index("NOUN")
+_ADP = POS.index("ADP")
+_NOMINAL = frozenset((_NOUN, POS.index("PROPN")))
 _LEADING = frozenset(POS.index(p) for p in ("ADP", "DET", "CCONJ", "SCONJ", "PART", "AUX", "PUNCT"))
 _HEAD_COL = {POS.index(p): f"hp_{p}" for p in _HEAD_POS}
 

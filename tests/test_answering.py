@@ -395,6 +395,9 @@ def test_units_and_currencies_stay_with_their_figure():
     ("How long does the tax break last?", "The rate is 15.5% (instead of 20%) for 10 years.", "10 years"),
     ("Как давно растут кластеры?", "Последние четыре года в Москве растут 12 кластеров.", "четыре года"),
     ("Как долго строили корпус?", "Корпус площадью 5 тыс. кв. м строили 3 месяца.", "3 месяца"),
+    # what is counted may stand before the figure, in its clause
+    ("How many interceptions did the defence make?",
+     "The defence gave up just 308 points, while leading the league in interceptions with 24.", "24"),
 ])
 def test_a_figure_is_of_what_the_question_counts(service, question, sentence, expected):
     from qa.questions import asked_quantity
@@ -661,3 +664,38 @@ def test_the_word_before_a_quoted_title_is_not_a_name_alone():
     text = "Производство открыто в ОЭЗ «Технополис Москва» в мае."
     names = [text[c.start:c.end] for c in typed_candidates(text, "organisation")]
     assert "ОЭЗ «Технополис Москва»" in names and "ОЭЗ" not in names
+
+
+def test_what_is_counted_is_found_by_vector_across_languages(service):
+    from qa.questions import asked_quantity
+
+    ex = service.extractor
+    question = "Сколько рабочих мест создано в технопарке?"
+    sentence = "Today 95 companies operate on its territory, and 454 new jobs were created there."
+    tokens = word_tokens(sentence)
+    q_terms = ex.question_terms(question)
+    counted = asked_quantity(question)
+    # no stem is shared across languages: what is counted is matched by its vector
+    assert ex.counted_tokens(sentence, tokens, counted) == set()
+    assert {sentence[tokens[i][0]:tokens[i][1]] for i in ex.counted_tokens(sentence, tokens, counted, across=True)} == {"jobs"}
+    pick = ex.closest_typed(sentence, tokens, set(), "number", q_terms, {}, counted, across=True)
+    assert pick is not None and sentence[pick.start:pick.end] == "454"
+
+
+def test_a_where_question_takes_the_phrase_a_locative_preposition_governs():
+    from qa.spans import place_phrases
+
+    def with_heads(text, words, heads):
+        p = _parse(text, words, [])
+        return type(p)(p.start, p.end, p.pos, np.array(heads, dtype=np.int32), p.dep, p.ents)
+
+    # UD (Slovnet): the preposition hangs on its noun
+    ru = "Экипаж тренировался в барокамере, а не в мае."
+    parse = with_heads(ru, [("Экипаж", "NOUN"), ("тренировался", "VERB"), ("в", "ADP"), ("барокамере", "NOUN"),
+                            ("в", "ADP"), ("мае", "NOUN")], [1, -1, 3, 1, 5, 1])
+    assert [ru[c.start:c.end] for c in place_phrases(ru, parse)] == ["барокамере"]  # "в мае" is a time
+    # spaCy: the noun hangs on its preposition
+    en = "The crew trained in an altitude chamber."
+    parse = with_heads(en, [("The", "DET"), ("crew", "NOUN"), ("trained", "VERB"), ("in", "ADP"), ("an", "DET"),
+                            ("altitude", "NOUN"), ("chamber", "NOUN")], [1, 2, -1, 2, 6, 6, 3])
+    assert [en[c.start:c.end] for c in place_phrases(en, parse)] == ["altitude chamber"]

@@ -479,10 +479,13 @@ def test_the_database_survives_a_killed_server(tiny_index, tmp_path):
 
 @pytest.fixture()
 def built(settings, encoder, tmp_path) -> Settings:
-    """A private corpus with its index built, and settings with an admin token."""
+    """A private corpus with its index built, and settings with an admin token. The answer
+    time limit is long: a request held across a reindex (parsers loaded, index built) must
+    not time out on a busy machine; the limit has its own test."""
     build_on_disk(settings, encoder=encoder)
     return settings.model_copy(update={"admin_token": SecretStr(TOKEN), "db_path": tmp_path / "qa.sqlite3",
-                                       "rate_limit_per_minute": 0, "abstain_threshold": 0.0})
+                                       "rate_limit_per_minute": 0, "abstain_threshold": 0.0,
+                                       "request_timeout_s": 120.0})
 
 
 @pytest.fixture()
