@@ -278,10 +278,9 @@ class Extractor:
             return at
         vecs = [v for w in counted.words if (v := self.word_vector(w)) is not None]
         rows = [(i, r) for i, w, r in self.word_rows(sent, tokens) if i not in at and w.isalpha()]
-        if vecs and rows:
+        if vecs and rows:  # the index's word vectors are unit vectors, as the encoder's are
             sims = np.asarray(self.index.word_vecs[[r for _i, r in rows]], dtype=np.float32) @ np.array(vecs).T
-            norms = np.linalg.norm(np.asarray(self.index.word_vecs[[r for _i, r in rows]], dtype=np.float32), axis=1)
-            at |= {i for (i, _r), s, n in zip(rows, sims.max(1), norms, strict=True) if s >= COUNTED_MATCH * (n or 1.0)}
+            at |= {i for (i, _r), s in zip(rows, sims.max(1), strict=True) if s >= COUNTED_MATCH}
         return at
 
     def word_rows(self, sent: str, tokens: list[tuple[int, int, str | None]]) -> list[tuple[int, str, int]]:
@@ -644,7 +643,7 @@ class Extractor:
         counted as the question's own there)."""
         cands = self._typed(sent, qtype, q_terms)
         if qtype in NAMES and len(parse):
-            names = with_entities(sent, cands, parse)
+            names = with_entities(sent, cands, parse, qtype)
             if qtype == "organisation":
                 names += body_phrases(sent, parse)
             elif qtype == "place":

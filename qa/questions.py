@@ -41,7 +41,7 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
         # "what percentage", also past a verb, an article and one word: "What was the total investment…"
         r"\bhow much (money|did|does|do|will|was|is|were)\b|\b(what|which)\s+((is|was|were|are)\s+)?(the\s+)?([\w-]+\s+)?"
         r"(percentage|percent|share|proportion|amount|sum|price|cost|revenue|budget|investment|investments|turnover"
-        r"|fee|loan|rate)\b|\bhow expensive\b"
+        rf"|fee|loan|rate)\b(?!\s+({_ORG_EN})\b)|\bhow expensive\b"  # not "Which investment firm…", an organisation
         r"|\bhow much\b(?!.*\b(space|area|land|room))"
         r"|\bсколько\s+(стоит|стоил[аио]?|денег|средств|рубл\w*|доллар\w*|процент\w*|инвестиц\w*|вложил\w*|потрат\w*)"
         r"|\bна\s+сколько\s+процент|\bкак(ой|ая|ую|ова|ов)\s+(\w+\s+)?(процент|доля|долю|объ[её]м\w*|сумм\w+|стоимость"

@@ -207,17 +207,16 @@ def _balanced(s: str) -> bool:
     return s.count('"') % 2 == 0 and all(s.count(a) == s.count(b) for a, b in _QUOTE_PAIRS if a != b)
 
 
-def with_entities(text: str, cands: list[Candidate], parse: Parse) -> list[Candidate]:
+def with_entities(text: str, cands: list[Candidate], parse: Parse, kind: str) -> list[Candidate]:
     """Name candidates read against the sentence's parse. A named entity the parser found
     replaces the capitalised runs inside it: Russian names go on in lower case ("Саксонский
     сад", "Верховного суда США") and English ones past commas ("Department of Science,
     Industrial Policy and Entrepreneurship"), where the capitals alone stop. A capitalised
     word that opens the sentence is no name when the parser tags it a verb, adverb,
     preposition and the like ("Following the…", "Сегодня…"). Entities with a quote cut
-    in two are not used (the quoted title is the better span)."""
+    in two are not used (the quoted title is the better span). ``kind``: the question type."""
     if not len(parse):
         return cands
-    kind = cands[0].kind if cands else "name"
     ents: list[tuple[int, int]] = []
     for a, b, t in parse.ents.tolist():
         if t not in _NAME_ENTS:
@@ -233,7 +232,6 @@ def with_entities(text: str, cands: list[Candidate], parse: Parse) -> list[Candi
         if b > a and _balanced(text[a:b]):
             ents.append((a, b))
     first = next((i for i, st in enumerate(parse.start.tolist()) if text[st:parse.end[i]].strip("-–—•*\"«„“ ")), None)
-    # an entity inside a longer capitalised run is a mis-cut ("Prepreg" of "Prepreg SKM and LLC…")
     out = [Candidate(a, b, kind) for a, b in ents]
     for c in cands:
         if any(a <= c.start and c.end <= b for a, b in ents):  # the entity is its span already
@@ -287,7 +285,7 @@ _PLACE_PREPS = frozenset("in at on into inside within near between from в во 
 
 def place_phrases(text: str, parse: Parse) -> list[Candidate]:
     """For a where-question: the noun phrase a locative preposition governs ("in an altitude
-    chamber", "на валу", "со спутника"), without the preposition, up to the first comma.
+    chamber", "на валу"), without the preposition, up to the first comma.
     The parsers attach them differently: Slovnet (UD) hangs the preposition on its noun,
     spaCy the noun on its preposition."""
     if not len(parse):

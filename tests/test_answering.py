@@ -163,6 +163,7 @@ def test_follow_up_borrows_the_previous_topic(service):
     ("Who opened the centre?", "person"),
     ("Кто открыл центр?", "person"),
     ("Which company makes lithography machines?", "organisation"),
+    ("Which investment firm holds the lab?", "organisation"),
     ("Какая компания выпускает аккумуляторы?", "organisation"),
     ("Where is Technopolis?", "place"),
     ("Где находится технополис?", "place"),
@@ -603,7 +604,8 @@ def test_names_are_read_against_the_parse():
     from qa.spans import with_entities
 
     def names(text, qtype, words, ents):
-        return [text[c.start:c.end] for c in with_entities(text, typed_candidates(text, qtype), _parse(text, words, ents))]
+        return [text[c.start:c.end]
+                for c in with_entities(text, typed_candidates(text, qtype), _parse(text, words, ents), qtype)]
 
     # a Russian name goes on in lower case; the capitalised run inside it is dropped
     ru = "Летний театр стоял в Саксонском саду."
