@@ -26,7 +26,8 @@ _ORG_EN = (r"company|companies|organi[sz]ations?|firms?|enterprises?|institution
            r"|holding|investors?|developer|producer|government|authority|authorities|administration")
 _PERSON_RU = r"министр|мэр|глав|руководител|директор|президент|премьер|заместител|вице|председател|основател|губернатор"
 _ORG_RU = (r"компани|организаци|предприяти|фирм|учреждени|вуз|университет|банк|фонд|резидент|технопарк|производител"
-           r"|ведомств|департамент|оператор|структур|площадк|кластер|центр|музе|завод|орган|инвестор|холдинг|госкорпораци")
+           r"|ведомств|департамент|оператор|структур|площадк|кластер|центр|музе|завод|орган|инвестор|холдинг|госкорпораци"
+           r"|бренд|издани|газет|журнал")
 # Order matters: the first matching type wins ("how many" before "how", "which city body" is an organisation).
 _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("date", re.compile(
@@ -51,7 +52,7 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
         r"\bhow many\b|\bhow much\b|\bhow (big|large|long|tall|far|old|high|wide|deep|fast)\b|\b(what|which)\s+"
         r"((is|was)\s+(the\s+)?([\w-]+\s+)?|the\s+)?(number|size|area|population|length|height|distance|capacity|floor space)\b"
         r"|\bскольк(о|их|им|ими)\b|\bкако(е|го)\s+(число|количество)\b"
-        r"|\bкаков[аоы]?\s+(\w+\s+)?(площадь|мощность|число|количество|размер|длина)\b|\bкакой\s+площад"
+        r"|\bкаков[аоы]?\s+(\w+\s+)?(площадь|мощность|число|количество|размер|длина)\b|\bкакой\s+площад(?!к)"
         r"|\bкак\s+(давно|долго)\b|\b(под\s+каким\s+номером|какой\s+номер)\b|\bwhat\s+number\b"
         r"|\bby\s+(what|which|how\s+big\s+a)\s+factor\b", _F)),
     ("person", re.compile(

@@ -101,7 +101,7 @@ NAME = re.compile(
 )
 QUOTED = re.compile(r"«[^«»]{1,80}»|“[^“”]{1,80}”|\"[^\"]{1,80}\"|„[^„“]{1,80}“")
 # a quoted title with the capitalised word before it: ОЭЗ «Технополис Москва», компания «Микрон»
-NAMED = re.compile(rf"(?:{_CAP}\s+)?(?:[a-zа-яё]+\s+)?(?:«[^«»]{{1,80}}»|\"[^\"]{{1,80}}\")", re.UNICODE)
+NAMED = re.compile(rf"(?:{_CAP}\s+)?(?:[a-zа-яё]+\s+)?(?:«[^«»]{{1,80}}»|\"[^\"]{{1,80}}\"|„[^„“]{{1,80}}“)", re.UNICODE)
 
 _EDGE_STOP = frozenset((
     "the a an of in on at to for by with and or as is was were are be been its their his her this that "

@@ -164,6 +164,8 @@ def test_follow_up_borrows_the_previous_topic(service):
     ("Кто открыл центр?", "person"),
     ("Which company makes lithography machines?", "organisation"),
     ("Which investment firm holds the lab?", "organisation"),
+    ("На какой площадке работают кластеры?", "organisation"),  # a site; "какой площади" is an area
+    ("Под каким брендом продвигают товары?", "organisation"),
     ("Какая компания выпускает аккумуляторы?", "organisation"),
     ("Where is Technopolis?", "place"),
     ("Где находится технополис?", "place"),
@@ -663,9 +665,10 @@ def test_a_body_named_in_lower_case_is_an_organisation():
 
 
 def test_the_word_before_a_quoted_title_is_not_a_name_alone():
-    text = "Производство открыто в ОЭЗ «Технополис Москва» в мае."
-    names = [text[c.start:c.end] for c in typed_candidates(text, "organisation")]
-    assert "ОЭЗ «Технополис Москва»" in names and "ОЭЗ" not in names
+    for text, name in (("Производство открыто в ОЭЗ «Технополис Москва» в мае.", "ОЭЗ «Технополис Москва»"),
+                       ("Сейчас в ОЭЗ „Технополис Москва“ работают кластеры.", "ОЭЗ „Технополис Москва“")):
+        names = [text[c.start:c.end] for c in typed_candidates(text, "organisation")]
+        assert name in names and "ОЭЗ" not in names
 
 
 def test_what_is_counted_is_found_by_vector_across_languages(service):
