@@ -151,9 +151,11 @@ def span_groups(service: QAService, items: tuple[EvalItem, ...]) -> list[SpanGro
         weights = ex.matched_words(sent, tokens, q_terms)  # same language: stems only, as in the answer step
         matched = set(weights)
         qtype = question_type(it.question)
+        qf = ex.question_focus(it.question)
         rule = (ex.closest_typed(sent, tokens, matched, qtype, q_terms, weights, asked_quantity(it.question),
-                                 ex.index.parse(c.doc_id, c.start, c.end)) if qtype in TYPED else None)
-        first, last, x = ex.phrase_features(c.doc_id, c.start, c.end, tokens, matched, ex.question_focus(it.question))
+                                 ex.index.parse(c.doc_id, c.start, c.end), qf.stem if qf else None)
+                if qtype in TYPED else None)
+        first, last, x = ex.phrase_features(c.doc_id, c.start, c.end, tokens, matched, qf)
         f1 = np.array([best_over_golds("f1", sent[tokens[i][0]:tokens[j][1]], it.answers)
                        for i, j in zip(first, last, strict=True)])
         rule_f1 = best_over_golds("f1", sent[rule.start:rule.end] if rule else sent, it.answers)
