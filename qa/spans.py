@@ -350,7 +350,7 @@ def phrase_candidates(text: str, tokens: list[tuple[int, int, str | None]], matc
 # distance to the question's words, bounding punctuation, capitals, digits, the typed
 # shapes above, crossed with the question word) picks one. The weights are fitted on
 # XQuAD dev by ``python -m qa.tuning`` (listwise: a softmax over a question's
-# candidates towards the best-F1 one) and stored in span_weights.json. Written here
+# candidates towards the best-F1 one, L-BFGS to the optimum) and stored in span_weights.json. Written here
 # rather than taken from a library because the only off-the-shelf alternative is a
 # neural reader, and none installs with its weights here.
 
