@@ -184,10 +184,7 @@ def typed_candidates(text: str, qtype: str, parts: bool = True) -> list[Candidat
         spans += named
         for m in NAME.finditer(text):
             a, b = m.start(), m.end()
-            words = text[a:b].split()
-            while words and words[0].lower() in _NOT_NAMES:
-                a = text.index(words[1], a + len(words[0])) if len(words) > 1 else b
-                words = words[1:]
+            a, words = _past_not_names(text, a, b)
             # "ОЭЗ" of "ОЭЗ «Технополис Москва»" is the start of a name, not one
             if not words or DATE.fullmatch(text[a:b]) or any(x == a and y > b for x, y in named):
                 continue
@@ -195,6 +192,27 @@ def typed_candidates(text: str, qtype: str, parts: bool = True) -> list[Candidat
         spans += [(m.start(), m.end()) for m in QUOTED.finditer(text)]
         out = [Candidate(*_trim(text, a, b), qtype) for a, b in spans]
     return [c for c in out if c.end > c.start]
+
+
+def _past_not_names(text: str, a: int, b: int) -> tuple[int, list[str]]:
+    """The start and words of ``text[a:b]`` past its leading words that are never a
+    name's ("The", "В"): a capitalised run or an entity often starts with one."""
+    words = text[a:b].split()
+    while words and words[0].lower() in _NOT_NAMES:
+        a = text.index(words[1], a + len(words[0])) if len(words) > 1 else b
+        words = words[1:]
+    return a, words
+
+
+_CLAUSE_CUT = re.compile(r"[,;:(—–]")
+
+
+def _to_clause_end(text: str, lo: int, hi: int, after: int) -> tuple[int, int]:
+    """``lo..hi`` (a parse subtree) ended at the first comma, colon, bracket or dash from
+    ``after`` on, and trimmed."""
+    if cut := _CLAUSE_CUT.search(text, after, hi):
+        hi = cut.start()
+    return _trim(text, lo, hi)
 
 
 _NAME_ENTS = frozenset(ENTS.index(e) for e in ("MISC", "PER", "ORG", "LOC"))
@@ -221,10 +239,7 @@ def with_entities(text: str, cands: list[Candidate], parse: Parse, kind: str) ->
     for a, b, t in parse.ents.tolist():
         if t not in _NAME_ENTS:
             continue
-        words = text[a:b].split()
-        while words and words[0].lower() in _NOT_NAMES:  # "the Council for…" -> "Council for…"
-            a = text.index(words[1], a + len(words[0])) if len(words) > 1 else b
-            words = words[1:]
+        a, words = _past_not_names(text, a, b)  # "the Council for…" -> "Council for…"
         while words and words[-1].lower() in _EDGE_STOP:  # "the State Duma of" -> "State Duma"
             b = text.rindex(words[-1], a, b)
             words = words[:-1]
@@ -271,9 +286,7 @@ def body_phrases(text: str, parse: Parse) -> list[Candidate]:
         if next((st for _x, _y, st in word_tokens(text[a:b]) if st), None) not in _BODY_HEADS:
             continue
         lo, hi = divmod(int(stripped[k]), 1 << 32)
-        if cut := re.search(r"[,;:(—–]", text[b:hi]):
-            hi = b + cut.start()
-        lo, hi = _trim(text, lo, hi)
+        lo, hi = _to_clause_end(text, lo, hi, b)
         if hi > lo and len(text[lo:hi].split()) <= MAX_SPAN_WORDS:
             out.append(Candidate(lo, hi, "organisation"))
     return out
@@ -302,9 +315,7 @@ def place_phrases(text: str, parse: Parse) -> list[Candidate]:
         for n in nouns[:1]:
             lo, hi = divmod(int(stripped[n]), 1 << 32)
             lo = max(lo, int(parse.end[k]))
-            if cut := re.search(r"[,;:(—–]", text[lo:hi]):
-                hi = lo + cut.start()
-            lo, hi = _trim(text, lo, hi)
+            lo, hi = _to_clause_end(text, lo, hi, lo)
             # "in May 1852", "в 2015 году" are times, not places
             if (hi > lo and len(text[lo:hi].split()) <= 8 and not DATE.search(text, lo, hi)
                     and not _BARE_MONTH.fullmatch(text, lo, hi)):
