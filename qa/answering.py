@@ -20,6 +20,8 @@ from qa.index import IndexData
 from qa.metrics import answer_lang, normalize_answer
 from qa.questions import NO_QUANTITY, TIME_UNIT, Quantity, asked_quantity, focus_word
 from qa.spans import (
+    _NUMWORD,
+    _SCALE,
     QUOTED,
     SPAN_WEIGHTS,
     Candidate,
@@ -33,7 +35,7 @@ from qa.spans import (
     with_entities,
 )
 from qa.syntax import EMPTY, Parse
-from qa.text import content_word_stems, content_words, tokenize, word_tokens
+from qa.text import content_word_stems, content_words, stem_word, tokenize, word_tokens
 from qa.types import Citation, Document, Passage
 
 _CONFIDENCE = confidence_weights()
@@ -676,7 +678,8 @@ class Extractor:
             inside = [st for a, b, st in tokens if a >= c.start and b <= c.end]
             return focus is not None and qtype in NAMES and bool(inside) and focus in (inside[0], inside[-1])
 
-        best = max(cands, key=lambda c: (counts(c), named(c), closeness(c)))
+        best = _fit_to_question(sent, tokens, max(cands, key=lambda c: (counts(c), named(c), closeness(c))),
+                                qtype, counted)
         # "компания «Ростелеком»" answers "Какая компания…?" with the name in the quotes alone
         first = next(((a, b, st) for a, b, st in tokens if a >= best.start), None)
         if first and first[2] == focus and sent[first[0]].islower():
@@ -700,6 +703,41 @@ def _counts(sent: str, tokens: list[tuple[int, int, str | None]], c: Candidate, 
         return 2
     before = [i for i, (_a, b, _st) in enumerate(tokens) if b <= c.start][-2:]
     return int(any(i in counted_at and not re.search(r"[,;:.()]", sent[tokens[i][1]:c.start]) for i in before))
+
+
+# A bound ("over 50", "более 90 тыс."), unlike an approximation ("about 63%", "около 500 000"),
+# is part of a rough figure: asked "Approximately how many…", XQuAD dev's golds keep it (so
+# does the project set's one such question); asked for the figure itself, the project set's
+# golds leave it out (8 of 8), and XQuAD dev's keep it once.
+_BOUND = re.compile(r"(?:\b(?:more|fewer|less)\s+than|\bover|\bat\s+least|\bup\s+to|\bне\s+(?:менее|более)"
+                    r"|\bболее(?:\s+чем)?|\bсвыше|\bменее)\s+$", re.IGNORECASE)
+_FIGURE_WORD = re.compile(rf"\w*\d\w*|{_SCALE}|{_NUMWORD}", re.IGNORECASE)
+_A_YEAR = re.compile(r"(?<![\d.])(?:1[0-9]\d\d|20\d\d)(?![\d\-–—]|s\b)")
+
+
+def _fit_to_question(sent: str, tokens: list[tuple[int, int, str | None]], c: Candidate, qtype: str,
+                     counted: Quantity) -> Candidate:
+    """The picked span as the question would have it: a rough figure with its bound ("over 50");
+    without the unit the question names ("How many square kilometres…" → "587,000", "Сколько
+    раз…" → "22": XQuAD dev's golds leave it out 3 to 1 in each language); the year alone
+    when the year is asked ("What year…" → "1943" of "7 January 1943")."""
+    a, b = c.start, c.end
+    if qtype == "date" and counted.year:
+        years = list(_A_YEAR.finditer(sent, a, b))
+        if len(years) == 1:
+            a, b = years[0].span()
+    elif qtype in ("number", "amount"):
+        # the unit: the words after the figure's last digit or scale word ("square kilometres"
+        # for "square kilometers": one of its words is enough)
+        inside = [(x, y, st) for x, y, st in tokens if x >= a and y <= b]
+        k = len(inside)
+        while k > 1 and not _FIGURE_WORD.fullmatch(sent, inside[k - 1][0], inside[k - 1][1]):
+            k -= 1
+        if not counted.duration and k < len(inside) and any(stem_word(sent[x:y]) in counted.unit for x, y, _st in inside[k:]):
+            b = inside[k - 1][1]
+        if counted.rough and (m := _BOUND.search(sent, max(0, a - 16), a)):
+            a = m.start()
+    return c if (a, b) == (c.start, c.end) else Candidate(a, b, c.kind)
 
 
 def _with_time_unit(sent: str, tokens: list[tuple[int, int, str | None]], cands: list[Candidate]) -> list[Candidate]:

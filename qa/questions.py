@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from qa.text import tokenize, word_tokens
+from qa.text import stem_word, tokenize, word_tokens
 
 TYPES = ("date", "amount", "number", "person", "organisation", "place", "why_how", "list", "other")
 
@@ -123,16 +123,39 @@ TIME_UNIT = re.compile(
     r"|дн(?:я|ей)|день|час\w*|минут\w*|секунд\w*|десятилети\w*|век\w*)", _F)
 
 
+# "What year…", "В каком году…" ask for the year alone, not the day it fell on: of XQuAD
+# dev's golds for them where the sentence gives a full date, the year alone in every case
+# ("1943" of "7 January 1943"). "When…" / "Когда…" keep the whole date.
+_YEAR_ASKED = re.compile(
+    r"\b(what|which)\s+year\b|\bв\s+каком\s+году\b|\bкакого\s+года\b|\b(к|до|с)\s+какого\s+года\b"
+    r"|\bк\s+какому\s+году\b", _F)
+
+
+# A factor is asked for ("Во сколько раз…", "How many times larger…"): "3,5 раза" answers
+# it with its "раза", unlike "Сколько раз…" (how often), answered by the count alone.
+_FACTOR = re.compile(r"\bво\s+сколько\s+раз|\bhow\s+many\s+times\s+(more|larger|bigger|higher|greater|less|fewer"
+                     r"|smaller|lower)\b|\bby\s+(what|which|how\s+big\s+a)\s+factor\b", _F)
+# A question that asks for a rough figure ("Approximately how many…", "Примерно сколько…")
+# takes a bound with it ("over 5,100", "более 70 000"); one that does not, the figure alone.
+_ROUGHLY = re.compile(r"\b(approximately|roughly|(about|around)\s+how|примерно|приблизительно|ориентировочно)\b", _F)
+
+
 @dataclass(frozen=True)
 class Quantity:
     """What a number question counts: ``stems`` of the (at most two) words after "how
     many" / "сколько" ("jobs" of "How many new jobs…", "компаний" of "Сколько компаний…"),
     the figure that answers being written right before them ("454 new jobs", "2 тыс.
-    компаний"); ``duration``: a stretch of time is asked for (``_DURATION``)."""
+    компаний"); ``duration``: a stretch of time is asked for (``_DURATION``); ``year``:
+    a date question asks for the year alone (``_YEAR_ASKED``); ``unit``: the stems of
+    the counted words, stop words too ("раз"), none for a factor (``_FACTOR``); ``rough``:
+    a rough figure is asked for (``_ROUGHLY``)."""
 
     stems: frozenset[str] = frozenset()
     duration: bool = False
     words: tuple[str, ...] = ()  # those words, lower-cased (ё = е), for their vectors
+    year: bool = False
+    unit: frozenset[str] = frozenset()
+    rough: bool = False
 
 
 NO_QUANTITY = Quantity()
@@ -140,12 +163,16 @@ NO_QUANTITY = Quantity()
 
 def asked_quantity(question: str) -> Quantity:
     m = _COUNTED.search(question)
+    duration, year = bool(_DURATION.search(question)), bool(_YEAR_ASKED.search(question))
+    rough = bool(_ROUGHLY.search(question))
     if not m:
-        return Quantity(duration=bool(_DURATION.search(question)))
+        return Quantity(duration=duration, year=year, rough=rough)
     group = m.group(1).lower().replace("ё", "е")
-    content = [(group[a:b], st) for a, b, st in word_tokens(group) if st]
-    return Quantity(frozenset(st for _w, st in content), bool(_DURATION.search(question)),
-                    tuple(w for w, _st in content if w.isalpha()))
+    tokens = word_tokens(group)
+    content = [(group[a:b], st) for a, b, st in tokens if st]
+    return Quantity(frozenset(st for _w, st in content), duration, tuple(w for w, _st in content if w.isalpha()), year,
+                    frozenset() if _FACTOR.search(question) else frozenset(stem_word(group[a:b]) for a, b, _st in tokens),
+                    rough)
 
 
 # The noun a "what / which / какой / сколько" question names ("Which museum…", "What kind of

@@ -44,6 +44,11 @@ def _stem(token: str) -> str:
     return _stemmer(lang).stemWord(token)
 
 
+def stem_word(word: str) -> str:
+    """The stem of one word, a stop word too ("раза" → "раз")."""
+    return _stem(word.lower().replace("ё", "е"))
+
+
 def tokenize(text: str) -> list[str]:
     """Lower-cased, stop-word-free, stemmed word tokens for BM25."""
     out = []

@@ -413,6 +413,32 @@ def test_a_figure_is_of_what_the_question_counts(service, question, sentence, ex
     assert pick is not None and sentence[pick.start:pick.end] == expected
 
 
+@pytest.mark.parametrize("question, qtype, sentence, expected", [
+    # the unit the question names is left out; a factor keeps its "раза"
+    ("How many square kilometers were lost?", "number", "By 2000, 587,000 square kilometres were lost.", "587,000"),
+    ("Сколько раз чума охватывала город?", "number", "С 1361 года чума 22 раза охватывала город.", "22"),
+    ("Во сколько раз расширят площади?", "number", "Площади расширят в 3,5 раза к 2030 году.", "3,5 раза"),
+    # a rough figure is asked for: the bound is part of it; otherwise the figure alone
+    ("Approximately how many names were signed?", "number", "The petition has over 5,100 names.", "over 5,100"),
+    ("Примерно сколько произведений в коллекции?", "number", "В коллекции более 70 000 произведений.",
+     "более 70 000"),
+    ("How many names were signed?", "number", "The petition has over 5,100 names.", "5,100"),
+    # the year alone when the year is asked; the whole date for "when"
+    ("What year did Tesla die?", "date", "Tesla died on 7 January 1943 in New York.", "1943"),
+    ("В каком году умер Тесла?", "date", "Тесла умер 7 января 1943 года в Нью-Йорке.", "1943"),
+    ("When did Tesla die?", "date", "Tesla died on 7 January 1943 in New York.", "7 January 1943"),
+])
+def test_the_short_answer_is_shaped_as_the_question_asks(service, question, qtype, sentence, expected):
+    from qa.questions import asked_quantity
+
+    ex = service.extractor
+    tokens = word_tokens(sentence)
+    q_terms = ex.question_terms(question)
+    weights = ex.matched_words(sentence, tokens, q_terms)
+    pick = ex.closest_typed(sentence, tokens, set(weights), qtype, q_terms, weights, asked_quantity(question))
+    assert pick is not None and sentence[pick.start:pick.end] == expected
+
+
 def test_an_age_or_a_year_count_is_not_a_stretch_of_time():
     from qa.questions import asked_quantity
 
