@@ -91,6 +91,15 @@ _BARE_MONTH = re.compile(
 _PART_OF_YEAR = re.compile(rf"\b{_PART_RU}|\b{_PART_EN}\b", _F)
 _LONE_YEAR = re.compile(rf"({_YEAR})\s*(?:года|году|годом|год|г\.)", _F)
 AMOUNT_MARK = re.compile(rf"{_CURRENCY}|{_PERCENT}", _F)
+# A share said in words ("every fifth", "каждый пятый", "one in five", "two-thirds", "две трети")
+# answers "What proportion…" as a percentage does.
+_ORDINAL_WORD = (r"(?:second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|\d{1,2}(?:st|nd|rd|th)"
+                 r"|втор|трет|четв[её]рт|пят|шест|седьм|восьм|девят|десят)[а-яё]*")
+SHARE = re.compile(
+    rf"\b(?:every|кажд(?:ый|ая|ое|ого|ую|ой))\s+{_ORDINAL_WORD}\b"
+    r"|\b(?:one|two|three|\d+)\s+(?:in|out\s+of)\s+(?:two|three|four|five|six|seven|eight|nine|ten|\d+)\b"
+    r"|\b(?:one|two|three|four|a)[- ](?:half|thirds?|quarters?|fifths?)\b|\bhalf\b"
+    r"|\b(?:одн[ауо]|две|три)\s+(?:трет[иья]|четверт[иья]|пят[ыо][ех])\b|\bполовин[аеуы]\b|\bтреть\b|\bчетверть\b", _F)
 
 # Names: capitalised words (Latin or Cyrillic), initials, short linking words; quoted titles.
 _CAP = r"[A-ZА-ЯЁ][\w'’\-]*"
@@ -175,6 +184,9 @@ def typed_candidates(text: str, qtype: str, parts: bool = True) -> list[Candidat
             out.append(Candidate(a, b, kind))
         if qtype == "number":  # a count, never an amount
             out += [Candidate(m.start(), m.end(), "number") for m in IN_A_ROW.finditer(text)]
+            out.sort(key=lambda c: c.start)
+        if qtype == "amount":
+            out += [Candidate(m.start(), m.end(), "amount") for m in SHARE.finditer(text)]
             out.sort(key=lambda c: c.start)
         if qtype == "amount" and any(c.kind == "amount" for c in out):
             out = [c for c in out if c.kind == "amount"]

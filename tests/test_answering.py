@@ -189,6 +189,16 @@ def test_typed_candidates_in_both_languages():
     assert "С.Собянина" in names and "Petrov" in names
 
 
+def test_a_share_in_words_answers_what_proportion():
+    text = "Every fifth technopark is from Moscow; a two-thirds majority; 3 in Moscow opened in 2015."
+    assert [text[c.start:c.end] for c in typed_candidates(text, "amount")] == ["Every fifth", "two-thirds"]
+    ru = "Каждый пятый технопарк — из Москвы, за него две трети голосов, 3 из них открыты."
+    assert [ru[c.start:c.end] for c in typed_candidates(ru, "amount")] == ["Каждый пятый", "две трети"]
+    # a share answers an amount question only; to a count question it is no figure
+    numbers = [text[c.start:c.end] for c in typed_candidates(text, "number")]
+    assert "3" in numbers and "Every fifth" not in numbers
+
+
 def test_question_validation():
     assert validate_question("  When?  ", 100) == "When?"
     for bad in ("", "   ", "a\x00b", "x" * 101):
