@@ -20,8 +20,7 @@ from qa.index import IndexData
 from qa.metrics import answer_lang, normalize_answer
 from qa.questions import NO_QUANTITY, TIME_UNIT, Quantity, asked_quantity, focus_word
 from qa.spans import (
-    _NUMWORD,
-    _SCALE,
+    FIGURE_WORD,
     QUOTED,
     SPAN_WEIGHTS,
     Candidate,
@@ -711,7 +710,6 @@ def _counts(sent: str, tokens: list[tuple[int, int, str | None]], c: Candidate, 
 # golds leave it out (8 of 8), and XQuAD dev's keep it once.
 _BOUND = re.compile(r"(?:\b(?:more|fewer|less)\s+than|\bover|\bat\s+least|\bup\s+to|\bне\s+(?:менее|более)"
                     r"|\bболее(?:\s+чем)?|\bсвыше|\bменее)\s+$", re.IGNORECASE)
-_FIGURE_WORD = re.compile(rf"\w*\d\w*|{_SCALE}|{_NUMWORD}", re.IGNORECASE)
 _A_YEAR = re.compile(r"(?<![\d.])(?:1[0-9]\d\d|20\d\d)(?![\d\-–—]|s\b)")
 
 
@@ -719,7 +717,7 @@ def _fit_to_question(sent: str, tokens: list[tuple[int, int, str | None]], c: Ca
                      counted: Quantity) -> Candidate:
     """The picked span as the question would have it: a rough figure with its bound ("over 50");
     without the unit the question names ("How many square kilometres…" → "587,000", "Сколько
-    раз…" → "22": XQuAD dev's golds leave it out 3 to 1 in each language); the year alone
+    раз…" → "22": XQuAD dev's golds leave it out, 3 to 1 in English, 2 to 1 in Russian); the year alone
     when the year is asked ("What year…" → "1943" of "7 January 1943")."""
     a, b = c.start, c.end
     if qtype == "date" and counted.year:
@@ -731,7 +729,7 @@ def _fit_to_question(sent: str, tokens: list[tuple[int, int, str | None]], c: Ca
         # for "square kilometers": one of its words is enough)
         inside = [(x, y, st) for x, y, st in tokens if x >= a and y <= b]
         k = len(inside)
-        while k > 1 and not _FIGURE_WORD.fullmatch(sent, inside[k - 1][0], inside[k - 1][1]):
+        while k > 1 and not FIGURE_WORD.fullmatch(sent, inside[k - 1][0], inside[k - 1][1]):
             k -= 1
         if not counted.duration and k < len(inside) and any(stem_word(sent[x:y]) in counted.unit for x, y, _st in inside[k:]):
             b = inside[k - 1][1]

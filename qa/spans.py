@@ -65,6 +65,8 @@ _NUMWORD = (r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|
             r"|hundred|dozens?|одн[аоиу]|дв[ау]|двух|тр[иеё]|тр[её]х|четыр[а-я]+|пят[ьи]|шест[ьи]|сем[ьи]|восем[ьи]|девят[ьи]"
             r"|десят[ьи]|двадцат[ьи]|тридцат[ьи]|сорок[а]?|пятьдесят|сто)")
 _NUM = r"(?:\d{1,3}(?:[ \u00a0\u202f,]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?)"
+# one word of a figure: digits in it, a scale ("billion", "тыс.") or a number word
+FIGURE_WORD = re.compile(rf"\w*\d\w*|{_SCALE}|{_NUMWORD}", _F)
 
 # "for the sixth year in a row", "четвертый год подряд": a count of years said with an ordinal
 _ORDINAL = (r"(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|\d{1,2}(?:st|nd|rd|th)"
