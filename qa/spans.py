@@ -184,12 +184,10 @@ def typed_candidates(text: str, qtype: str, parts: bool = True) -> list[Candidat
                 continue
             kind = "amount" if AMOUNT_MARK.search(text[a:b]) else "number"
             out.append(Candidate(a, b, kind))
-        if qtype == "number":  # a count, never an amount
-            out += [Candidate(m.start(), m.end(), "number") for m in IN_A_ROW.finditer(text)]
-            out.sort(key=lambda c: c.start)
-        if qtype == "amount":
-            out += [Candidate(m.start(), m.end(), "amount") for m in SHARE.finditer(text)]
-            out.sort(key=lambda c: c.start)
+        # said in words: a count of years with an ordinal answers a number question only, a
+        # share an amount question only
+        out += [Candidate(m.start(), m.end(), qtype) for m in (IN_A_ROW if qtype == "number" else SHARE).finditer(text)]
+        out.sort(key=lambda c: c.start)
         if qtype == "amount" and any(c.kind == "amount" for c in out):
             out = [c for c in out if c.kind == "amount"]
     elif qtype in ("person", "organisation", "place"):
