@@ -28,8 +28,10 @@ class QAService:
     def __init__(self, index: IndexData, encoder: Any, settings: Settings) -> None:
         self.index = index
         self.settings = settings
-        self.retriever = Retriever.from_settings(index, encoder, settings)
         self.extractor = Extractor(index, embed=lambda words: encode(encoder, words))
+        # one store of word vectors: those of a question's words the index lacks are
+        # encoded with the question (``encode_questions``) and read by both stages
+        self.retriever = Retriever.from_settings(index, encoder, settings, self.extractor.word_vector)
         # the server's questions waiting for a CPU slot, encoded together
         self.queue = EncodingQueue(self.encode_questions)
         # questions about the sources share most of their word pieces: the encoder's rows

@@ -38,3 +38,25 @@ def test_results_are_sorted_and_bounded(retriever):
     assert len(res) == len(retriever.index.chunks)
     assert [p.score for p in res] == sorted((p.score for p in res), reverse=True)
     assert retriever.search("   ", 5) == []
+
+
+def test_question_words_put_into_the_other_script_score_that_languages_chunks(retriever):
+    import dataclasses
+
+    import numpy as np
+
+    from qa.retrieval import Retriever
+
+    q = "Which lithium batteries does the cluster make?"  # the answer is only in Russian
+    ids = np.arange(len(retriever.index.chunks))
+    same = np.array([c.lang == "en" for c in retriever.index.chunks])
+    bm25 = retriever._bm25_scores(q)
+    gamma = [i for i, c in enumerate(retriever.index.chunks) if c.doc_id == "gamma-cluster"]
+    assert gamma and not bm25[gamma].any()  # BM25 alone: not one token in common
+    lexical = retriever.lexical(q, ids, bm25, same)
+    assert lexical[gamma].min() > 0.5  # "batteries" -> "аккумуляторы", "cluster" -> "кластер"
+    assert int(np.argmax(lexical)) in gamma
+    # chunks in the question's language keep plain BM25
+    assert np.array_equal(lexical[same], bm25[same] / retriever._bm25_ceiling(q))
+    no_translation = Retriever(retriever.index, retriever.encoder, dataclasses.replace(retriever.weights, translate_top=0))
+    assert not no_translation.lexical(q, ids, bm25, same)[gamma].any()
