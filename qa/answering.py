@@ -464,7 +464,8 @@ class Extractor:
         features |= {"score": float(scores[i]), "margin": float(ranked[0] - ranked[1]) if len(ranked) > 1 else 0.0,
                      "short": float(short is not None),
                      "name_missing": self.names_missing(question or query, t.rows[i], doc_id, start, end,
-                                                        sum(q_terms.values()) or 1.0)}
+                                                        sum(q_terms.values()) or 1.0),
+                     "other_year": self.other_year(question or query, t.rows[i], doc_id, start, end)}
         conflict = self._conflict(i, t, scores, qtype, q_terms, doc.text[short[0]:short[1]] if short else None,
                                   counted)
         return Draft(doc_id, start, end, confidence=confidence(features),
@@ -529,6 +530,17 @@ class Extractor:
                         continue
             missing += self.idf(st)
         return missing / mass
+
+    def other_year(self, question: str, row: int, doc_id: str, start: int, end: int) -> float:
+        """1 when the question names a year and the answer (with its neighbour sentences)
+        names years, none of them the question's: "Who was the Director General in 2024?"
+        answered from a sentence about 2016. (A missing year alone is ``names_missing``'s.)"""
+        asked = {st for _a, _b, st in word_tokens(question) if st and _YEAR_WORD.fullmatch(st)}
+        if not asked:
+            return 0.0
+        stems = frozenset().union(*(self.facts(doc_id, a, b).stems for a, b in [(start, end), *self._neighbours(row)]))
+        years = {st for st in stems if _YEAR_WORD.fullmatch(st)}
+        return float(bool(years) and not asked & years)
 
     def _conflict(self, i: int, t: SentenceTable, scores: np.ndarray, qtype: str, q_terms: dict[str, float],
                   short: str | None, counted: Quantity = NO_QUANTITY) -> tuple[str, int, int, int, int] | None:

@@ -393,6 +393,22 @@ def test_names_and_years_the_answer_lacks_lower_the_confidence(service):
     assert answer.features["name_missing"] > 0.2
 
 
+def test_an_answer_about_another_year_is_marked(service):
+    ex = service.extractor
+    doc = service.index.docs["alpha-technopark"]
+    start = doc.text.index("Today 95 companies")
+    end = doc.text.index("joined in 2019.") + len("joined in 2019.")
+    row = next(r for r, (_d, a, b) in enumerate(ex._sentences) if a <= start < b)
+
+    def other(question: str) -> float:
+        return ex.other_year(question, row, "alpha-technopark", start, end)
+
+    assert other("How many companies operated there in 2024?") == 1.0  # it says 2019 (and 2012 beside it)
+    assert other("Which investors joined in 2019?") == 0.0  # the year it names
+    assert other("When was it founded in 2012?") == 0.0  # a year of the sentence before
+    assert other("How many companies operate there?") == 0.0  # no year asked
+
+
 def test_units_and_currencies_stay_with_their_figure():
     text = "A cleanroom of 5,100 m^{2}, a hall of 300 m² and 180 млрд рублей of private money."
     assert [text[c.start:c.end] for c in typed_candidates(text, "number")][:2] == ["5,100 m^{2}", "300 m²"]
