@@ -369,12 +369,18 @@ def test_encoding_queue_waits_for_a_batch_in_flight_and_passes_on_errors():
         queue.take(t2)
 
 
+def _alpha_range(service, first: str, last: str) -> tuple[int, int, int]:
+    """The range of the Alpha document from the words ``first`` to the end of ``last``,
+    with the row of its first sentence."""
+    text = service.index.docs["alpha-technopark"].text
+    start, end = text.index(first), text.index(last) + len(last)
+    row = next(r for r, (_d, a, b) in enumerate(service.extractor._sentences) if a <= start < b)
+    return start, end, row
+
+
 def test_names_and_years_the_answer_lacks_lower_the_confidence(service):
     ex = service.extractor
-    doc = service.index.docs["alpha-technopark"]
-    start = doc.text.index("Technopark Alpha is")
-    end = doc.text.index("government.") + len("government.")
-    row = next(r for r, (_d, a, b) in enumerate(ex._sentences) if a <= start < b)
+    start, end, row = _alpha_range(service, "Technopark Alpha is", "government.")
 
     def missing(question: str) -> float:
         return ex.names_missing(question, row, "alpha-technopark", start, end,
@@ -395,10 +401,7 @@ def test_names_and_years_the_answer_lacks_lower_the_confidence(service):
 
 def test_an_answer_about_another_year_is_marked(service):
     ex = service.extractor
-    doc = service.index.docs["alpha-technopark"]
-    start = doc.text.index("Today 95 companies")
-    end = doc.text.index("joined in 2019.") + len("joined in 2019.")
-    row = next(r for r, (_d, a, b) in enumerate(ex._sentences) if a <= start < b)
+    start, end, row = _alpha_range(service, "Today 95 companies", "joined in 2019.")
 
     def other(question: str) -> float:
         return ex.other_year(question, row, "alpha-technopark", start, end)
