@@ -133,12 +133,13 @@ class Retriever:
         row = self.index.words.get(word)
         if row is not None:
             return np.asarray(self.index.word_vecs[row], dtype=np.float32)
-        if word not in self._oov:
+        vec = self._oov.get(word)
+        if vec is None:
             if len(self._oov) > 100_000:  # a bound for a long-running process
                 self._oov.clear()
             v = encode(self.encoder, [word])[0]
-            self._oov[word] = v / (float(np.linalg.norm(v)) or 1.0)
-        return self._oov[word]
+            vec = self._oov[word] = v / (float(np.linalg.norm(v)) or 1.0)
+        return vec
 
     def _translated(self, query: str, chunks: np.ndarray) -> tuple[np.ndarray, float]:
         """BM25 of ``chunks`` (sorted ids) for the query's words put into the other script:
@@ -170,9 +171,8 @@ class Retriever:
         for w, st in content_word_stems(query):  # one word a stem, as the answer step encodes them
             by_stem.setdefault(st, w)
         new = [(w, v) for w in by_stem.values() if w not in self._translations and (v := self.word_vector(w)) is not None]
+        fresh: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if new and len(self._word_col):
-            if len(self._translations) > 100_000:  # a bound for a long-running server
-                self._translations.clear()
             sims = _similarities(np.array([v for _w, v in new], dtype=np.float32), self.index.word_vecs)
             for (w, _v), row in zip(new, sims, strict=True):
                 ok = np.flatnonzero((row >= self.weights.translate_sim) & self._targets[detect_lang(w)])
@@ -180,8 +180,12 @@ class Retriever:
                 # the best word of each column (stem), the first translate_top columns
                 _cols, first = np.unique(self._word_col[ok], return_index=True)
                 keep = np.sort(first)[: self.weights.translate_top]
-                self._translations[w] = (self._word_col[ok[keep]], row[ok[keep]].astype(np.float32))
-        return [self._translations[w] for w in by_stem.values() if w in self._translations]
+                fresh[w] = (self._word_col[ok[keep]], row[ok[keep]].astype(np.float32))
+            if len(self._translations) > 100_000:  # a bound for a long-running server
+                self._translations.clear()
+            self._translations.update(fresh)
+        # read once each (another thread may clear the dict meanwhile)
+        return [t for w in by_stem.values() if (t := fresh.get(w) or self._translations.get(w)) is not None]
 
     def _bm25_ceiling(self, query: str) -> float:
         """What a chunk matching every query token as well as any chunk does would score.

@@ -60,3 +60,27 @@ def test_question_words_put_into_the_other_script_score_that_languages_chunks(re
     assert np.array_equal(lexical[same], bm25[same] / retriever._bm25_ceiling(q))
     no_translation = Retriever(retriever.index, retriever.encoder, dataclasses.replace(retriever.weights, translate_top=0))
     assert not no_translation.lexical(q, ids, bm25, same)[gamma].any()
+
+
+def test_a_words_translations_are_looked_up_once(tiny_index, encoder):
+    import numpy as np
+
+    from qa.retrieval import Retriever
+
+    index, s = tiny_index
+    asked: list[str] = []
+    plain = Retriever.from_settings(index, encoder, s)
+
+    def word_vector(word):
+        asked.append(word)
+        return plain.word_vector(word)
+
+    r = Retriever.from_settings(index, encoder, s, word_vector)
+    first = r.translations("lithium batteries")
+    assert sorted(asked) == ["batteries", "lithium"]
+    again = r.translations("lithium batteries, batteries of lithium")
+    assert sorted(asked) == ["batteries", "lithium"]  # kept: not looked up again
+    assert len(first) == len(again) == 2
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(first, again, strict=True))
+    cols, sims = first[1]  # "batteries": columns of Russian stems, best first, within the settings' bounds
+    assert 0 < len(cols) <= s.translate_top and (sims >= s.translate_sim).all() and (np.diff(sims) <= 0).all()
