@@ -50,7 +50,8 @@ DATE = re.compile(
     _F,
 )
 
-_SCALE = (r"(?:thousand|million|billion|trillion|тыс\.?|млн\.?|млрд\.?|трлн\.?|тысяч[а-я]*|миллион[а-я]*"
+# "тысяч" before "тыс.": an alternation takes the first that matches ("тыс" of "тысяч")
+_SCALE = (r"(?:thousand|million|billion|trillion|тысяч[а-я]*|тыс\.?|млн\.?|млрд\.?|трлн\.?|миллион[а-я]*"
           r"|миллиард[а-я]*|триллион[а-я]*)")
 # longer words first: an alternation takes the first that matches ("руб" of "рублей")
 _CURRENCY = (r"(?:rubles|roubles|rub\.?|RUB|USD|US\$|\$|€|£|euros?|dollars?|pounds|рубл[а-я]*|руб\.?|доллар[а-я]*|долл\.?"

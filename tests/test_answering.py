@@ -418,6 +418,15 @@ def test_units_and_currencies_stay_with_their_figure():
     assert [text[c.start:c.end] for c in typed_candidates(text, "amount")] == ["180 млрд рублей"]
 
 
+@pytest.mark.parametrize(("text", "figure"), [
+    ("Из 2 тысяч компаний.", "2 тысяч"),  # not "тыс" of "тысяч"
+    ("Около 75 тыс. специалистов.", "75 тыс."),
+    ("Two thousand companies.", "Two thousand"),
+])
+def test_a_scale_word_stays_whole(text, figure):
+    assert [text[c.start:c.end] for c in typed_candidates(text, "number")] == [figure]
+
+
 @pytest.mark.parametrize(("question", "sentence", "expected"), [
     ("Сколько компаний работает в технопарках?",
      "Здесь работают около 75 тыс. специалистов из 2 тыс. компаний.", "2 тыс."),
