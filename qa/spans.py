@@ -57,7 +57,7 @@ _SCALE = (r"(?:thousand|million|billion|trillion|тысяч[а-я]*|тыс\.?|м
 _CURRENCY = (r"(?:rubles|roubles|rub\.?|RUB|USD|US\$|\$|€|£|euros?|dollars?|pounds|рубл[а-я]*|руб\.?|доллар[а-я]*|долл\.?"
              r"|евро|₽)")
 _PERCENT = r"(?:%|percent|per cent|процент[а-я]*|п\.\s?п\.)"
-_UNIT = (r"(?:square (?:meters|metres|kilometers|kilometres|feet|miles)|sq\.?\s?(?:meters|metres|km|ft|m)\.?"
+_UNIT = (r"(?:square (?:meters|metres|kilometers|kilometres|feet|miles)|sq\.?\s?(?:meters|metres|km|ft|mi|m)\.?"
          r"|(?:km|m|км|м)(?:2|²|\^\{?2\}?)"
          r"|kilometers|kilometres|km|meters|metres|miles|feet|hectares|ha\b|tons|tonnes|kg|MW|GW"
          r"|кв\.?\s?(?:м|км)\.?|квадратных\s+(?:метров|километров)|гектар[а-я]*|га\b|км|метр[а-я]*|тонн[а-я]*|МВт|ГВт"
@@ -158,6 +158,25 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+# "five to ten years", "30 to 50 thousand", "от 30 до 50 тысяч": two figures joined by a word
+# are one range. After "from" / "с" / "со" they are a change or a span of time as often
+# ("rose from 415,000 to 587,000", "с 1361 по 1528 год"), and stay two figures.
+_RANGE_JOIN = re.compile(r"\s+(?:to|по|до)\s+", _F)
+_CHANGE_FROM = re.compile(r"\b(?:from|с|со)\s+$", _F)
+
+
+def _ranges(text: str, cands: list[Candidate]) -> list[Candidate]:
+    out: list[Candidate] = []
+    for c in cands:
+        prev = out[-1] if out else None
+        if (prev is not None and _RANGE_JOIN.fullmatch(text, prev.end, c.start)
+                and not _CHANGE_FROM.search(text, max(0, prev.start - 8), prev.start)):
+            out[-1] = Candidate(prev.start, c.end, c.kind)
+        else:
+            out.append(c)
+    return out
+
+
 def typed_candidates(text: str, qtype: str, parts: bool = True) -> list[Candidate]:
     """Spans of ``text`` of the shape a ``qtype`` question asks for (``parts``: also a
     month or a part of the year alone, when there is no fuller date)."""
@@ -188,7 +207,7 @@ def typed_candidates(text: str, qtype: str, parts: bool = True) -> list[Candidat
         # said in words: a count of years with an ordinal answers a number question only, a
         # share an amount question only
         out += [Candidate(m.start(), m.end(), qtype) for m in (IN_A_ROW if qtype == "number" else SHARE).finditer(text)]
-        out.sort(key=lambda c: c.start)
+        out = _ranges(text, sorted(out, key=lambda c: c.start))
         if qtype == "amount" and any(c.kind == "amount" for c in out):
             out = [c for c in out if c.kind == "amount"]
     elif qtype in ("person", "organisation", "place"):

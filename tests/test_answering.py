@@ -427,6 +427,21 @@ def test_a_scale_word_stays_whole(text, figure):
     assert [text[c.start:c.end] for c in typed_candidates(text, "number")] == [figure]
 
 
+@pytest.mark.parametrize(("text", "figures"), [
+    ("It usually required five to ten years.", ["five to ten"]),
+    ("Algiers lost 30 to 50 thousand inhabitants.", ["30 to 50 thousand"]),
+    ("Алжир потерял от 30 до 50 тысяч жителей.", ["30 до 50 тысяч"]),
+    ("Обычно проходит от пяти до десяти лет.", ["пяти до десяти"]),
+    # after "from" / "с": a change, two figures
+    ("The area rose from 415,000 to 587,000 square kilometres (160,000 to 227,000 sq mi).",
+     ["415,000", "587,000 square kilometres", "160,000 to 227,000 sq mi"]),
+    ("Площадь увеличилась со 415 000 до 587 000 квадратных километров.", ["415 000", "587 000 квадратных километров"]),
+    ("С 1361 по 1528 год чума охватывала Венецию 22 раза.", ["22 раза"]),  # years are dates
+])
+def test_two_figures_joined_by_a_word_are_one_range(text, figures):
+    assert [text[c.start:c.end] for c in typed_candidates(text, "number")] == figures
+
+
 @pytest.mark.parametrize(("question", "sentence", "expected"), [
     ("Сколько компаний работает в технопарках?",
      "Здесь работают около 75 тыс. специалистов из 2 тыс. компаний.", "2 тыс."),
