@@ -150,14 +150,24 @@ class Retriever:
         out = np.zeros(len(chunks), dtype=np.float32)
         ceiling = 0.0
         data, indices, indptr = (self.index.bm25.scores[k] for k in ("data", "indices", "indptr"))
+        # the postings' integer type: a search of another type copies the whole list
+        keys = chunks.astype(indices.dtype, copy=False)
         for cols, sims in self.translations(query):
             best = np.zeros(len(chunks), dtype=np.float32)
             for col, sim in zip(cols.tolist(), sims.tolist(), strict=True):
                 lo, hi = indptr[col], indptr[col + 1]
-                docs = indices[lo:hi]
-                at = np.searchsorted(chunks, docs)
-                hit = (at < len(chunks)) & (chunks[np.minimum(at, len(chunks) - 1)] == docs)
-                np.maximum.at(best, at[hit], sim * data[lo:hi][hit])
+                docs = indices[lo:hi]  # sorted by chunk, as bm25s builds its columns
+                if len(docs) > len(chunks):
+                    # look the candidates up in the posting list, not the other way round:
+                    # ~300 binary searches, whatever the corpus size (0.015 ms in a list of
+                    # 1M postings, which searched among the candidates took 10 ms)
+                    at = np.minimum(np.searchsorted(docs, keys), len(docs) - 1)
+                    hit = docs[at] == keys
+                    best[hit] = np.maximum(best[hit], sim * data[lo:hi][at[hit]])
+                else:
+                    at = np.searchsorted(chunks, docs)
+                    hit = (at < len(chunks)) & (chunks[np.minimum(at, len(chunks) - 1)] == docs)
+                    np.maximum.at(best, at[hit], sim * data[lo:hi][hit])
             out += best
             ceiling += float((sims * self._token_max[cols]).max()) if len(cols) else 0.0
         return out, ceiling

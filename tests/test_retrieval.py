@@ -84,3 +84,17 @@ def test_a_words_translations_are_looked_up_once(tiny_index, encoder):
     assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(first, again, strict=True))
     cols, sims = first[1]  # "batteries": columns of Russian stems, best first, within the settings' bounds
     assert 0 < len(cols) <= s.translate_top and (sims >= s.translate_sim).all() and (np.diff(sims) <= 0).all()
+
+
+def test_translated_bm25_of_some_chunks_is_that_of_all_chunks(retriever):
+    import numpy as np
+
+    # a few candidates are looked up in a word's posting list, many the other way round:
+    # both give each chunk the same score
+    q = "Which lithium batteries does the cluster make? How many engineers work there?"
+    ids = np.arange(len(retriever.index.chunks))
+    every, _ = retriever._translated(q, ids)
+    assert every.any()
+    for i in ids:
+        one, _ = retriever._translated(q, np.array([i]))
+        assert one[0] == every[i]
