@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qa.config import confidence_weights
-from qa.index import IndexData
+from qa.index import IndexData, WordVectors
 from qa.metrics import answer_lang, normalize_answer
 from qa.questions import NO_QUANTITY, TIME_UNIT, Quantity, asked_quantity, focus_word
 from qa.spans import (
@@ -34,7 +34,7 @@ from qa.spans import (
     with_entities,
 )
 from qa.syntax import EMPTY, Parse
-from qa.text import content_word_stems, content_words, stem_word, tokenize, word_tokens
+from qa.text import content_words, stem_word, tokenize, word_tokens, words_by_stem
 from qa.types import Citation, Document, Passage
 
 _CONFIDENCE = confidence_weights()
@@ -182,9 +182,9 @@ class Extractor:
     def __init__(self, index: IndexData, weights: AnswerWeights | None = None,
                  spans: SpanScorer | None = None, embed: Callable[[list[str]], np.ndarray] | None = None) -> None:
         self.index = index
-        # encodes question words the index has no vector for (None: they match nothing)
-        self.embed = embed
-        self._oov: dict[str, np.ndarray] = {}
+        # question words the index has no vector for are encoded by ``embed`` (None: they
+        # match nothing)
+        self.vectors = WordVectors(index, embed)
         self.weights = weights or AnswerWeights()
         self.spans = spans if spans is not None else SpanScorer.load(SPAN_WEIGHTS)
         self._df = np.diff(index.bm25.scores["indptr"])
@@ -212,36 +212,20 @@ class Extractor:
     def question_terms(self, text: str) -> dict[str, float]:
         return {t: self.idf(t) for t in tokenize(text)}
 
-    @staticmethod
-    def _by_stem(text: str) -> dict[str, str]:
-        by_stem: dict[str, str] = {}
-        for w, st in content_word_stems(text):
-            by_stem.setdefault(st, w)
-        return by_stem
-
     def missing_words(self, text: str) -> list[str]:
         """The question's content words that have no vector yet (not in the index's
         vocabulary, not met before): QAService encodes them with the question in one call."""
-        return self._missing(self._by_stem(text))
-
-    def _missing(self, by_stem: dict[str, str]) -> list[str]:
-        return [w for w in by_stem.values() if w not in self.index.words and w not in self._oov]
-
-    def remember(self, words: list[str], vecs: np.ndarray) -> None:
-        if len(self._oov) > 100_000:  # a bound for a long-running server; refilled on demand
-            self._oov.clear()
-        self._oov.update(zip(words, vecs, strict=True))
+        return self.vectors.missing(words_by_stem(text).values())
 
     def question_words(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """Unit vectors and IDF weights of the question's content words, one per stem."""
-        by_stem = self._by_stem(text)
-        missing = self._missing(by_stem)
-        if missing and self.embed is not None:
-            self.remember(missing, self.embed(missing))
+        by_stem = words_by_stem(text)
+        missing = self.vectors.missing(by_stem.values())
+        if missing and self.vectors.embed is not None:
+            self.vectors.remember(missing, self.vectors.embed(missing))
         vecs, idf = [], []
         for st, w in by_stem.items():
-            row = self.index.words.get(w)
-            vec = self.index.word_vecs[row] if row is not None else self._oov.get(w)
+            vec = self.vectors.get(w)
             if vec is not None:
                 vecs.append(vec)
                 idf.append(self.idf(st))
@@ -255,16 +239,7 @@ class Extractor:
         if fw is None:
             return None
         word, stem = fw
-        return QuestionFocus(stem, self.word_vector(word))
-
-    def word_vector(self, word: str) -> np.ndarray | None:
-        """The unit vector of a lower-cased word: the index's, or encoded (and remembered)."""
-        row = self.index.words.get(word)
-        vec = np.asarray(self.index.word_vecs[row], dtype=np.float32) if row is not None else self._oov.get(word)
-        if vec is None and self.embed is not None:
-            self.remember([word], self.embed([word]))
-            vec = self._oov[word]
-        return None if vec is None else vec / (float(np.linalg.norm(vec)) or 1.0)
+        return QuestionFocus(stem, self.vectors.unit(word))
 
     def counted_tokens(self, sent: str, tokens: list[tuple[int, int, str | None]], counted: Quantity,
                        across: bool = False) -> set[int]:
@@ -276,7 +251,7 @@ class Extractor:
         at = {i for i, (_a, _b, st) in enumerate(tokens) if st and st in counted.stems}
         if not across:
             return at
-        vecs = [v for w in counted.words if (v := self.word_vector(w)) is not None]
+        vecs = [v for w in counted.words if (v := self.vectors.unit(w)) is not None]
         rows = [(i, r) for i, w, r in self.word_rows(sent, tokens) if i not in at and w.isalpha()]
         if vecs and rows:  # the index's word vectors are unit vectors, as the encoder's are
             sims = np.asarray(self.index.word_vecs[[r for _i, r in rows]], dtype=np.float32) @ np.array(vecs).T
@@ -373,6 +348,11 @@ class Extractor:
             # which sentences hold the asked shape: full dates only, as the weights were tuned
             self._shapes[key] = _shapes_with_stems(self.index.docs[doc_id].text[a:b], qtype, parts=False)
         return _not_question_words(self._shapes[key], q_terms)
+
+    def _with_neighbours(self, row: int, doc_id: str, start: int, end: int) -> list[RangeFacts]:
+        """The facts of the answer ``start``..``end`` (its first sentence ``row``) and of the
+        sentences before and after it."""
+        return [self.facts(doc_id, a, b) for a, b in [(start, end), *self._neighbours(row)]]
 
     def _neighbours(self, row: int) -> list[tuple[int, int]]:
         """Ranges of the sentences before and after sentence ``row`` in the same document."""
@@ -511,7 +491,7 @@ class Extractor:
                  if st and ((k > 0 and question[a].isupper()) or _YEAR_WORD.fullmatch(question[a:b]))}
         if not names:
             return 0.0
-        facts = [self.facts(doc_id, a, b) for a, b in [(start, end), *self._neighbours(row)]]
+        facts = self._with_neighbours(row, doc_id, start, end)
         stems = frozenset().union(*(f.stems for f in facts))
         rows = np.concatenate([f.word_rows for f in facts])
         near: np.ndarray | None = None  # the vectors of the answer's words, read once when needed
@@ -520,9 +500,7 @@ class Extractor:
             if st in stems:
                 continue
             if word.isalpha() and len(rows):
-                w = word.lower().replace("ё", "е")
-                r = self.index.words.get(w)
-                vec = self.index.word_vecs[r] if r is not None else self._oov.get(w)
+                vec = self.vectors.get(word.lower().replace("ё", "е"))
                 if vec is not None:
                     if near is None:
                         near = np.asarray(self.index.word_vecs[rows], dtype=np.float32)
@@ -538,8 +516,7 @@ class Extractor:
         asked = {st for _a, _b, st in word_tokens(question) if st and _YEAR_WORD.fullmatch(st)}
         if not asked:
             return 0.0
-        stems = frozenset().union(*(self.facts(doc_id, a, b).stems for a, b in [(start, end), *self._neighbours(row)]))
-        years = {st for st in stems if _YEAR_WORD.fullmatch(st)}
+        years = {st for f in self._with_neighbours(row, doc_id, start, end) for st in f.stems if _YEAR_WORD.fullmatch(st)}
         return float(bool(years) and not asked & years)
 
     def _conflict(self, i: int, t: SentenceTable, scores: np.ndarray, qtype: str, q_terms: dict[str, float],
@@ -722,7 +699,7 @@ def _counts(sent: str, tokens: list[tuple[int, int, str | None]], c: Candidate, 
 # golds leave it out (8 of 8), and XQuAD dev's keep it once.
 _BOUND = re.compile(r"(?:\b(?:more|fewer|less)\s+than|\bover|\bat\s+least|\bup\s+to|\bне\s+(?:менее|более)"
                     r"|\bболее(?:\s+чем)?|\bсвыше|\bменее)\s+$", re.IGNORECASE)
-_A_YEAR = re.compile(r"(?<![\d.])(?:1[0-9]\d\d|20\d\d)(?![\d\-–—]|s\b)")
+_A_YEAR = re.compile(rf"(?<![\d.])(?:{_YEAR_WORD.pattern})(?![\d\-–—]|s\b)")  # a year in a text
 
 
 def _fit_to_question(sent: str, tokens: list[tuple[int, int, str | None]], c: Candidate, qtype: str,

@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
@@ -204,6 +204,40 @@ def word_matrix(vecs: np.ndarray) -> np.ndarray:
     to float32 once; a large one stays memory-mapped in float16, shared by the server
     processes, and only the rows a question needs are read and converted."""
     return vecs.astype(np.float32) if vecs.size <= WORDS_IN_MEMORY else vecs
+
+
+class WordVectors:
+    """A word's vector: the index's (every content word of the sources), else one encoded
+    by ``embed`` and kept, for words a question brings (the service encodes those with
+    the question). One store for the retriever and the answer step; plain dicts, as a lost
+    race between threads only encodes a word twice."""
+
+    def __init__(self, index: IndexData, embed: Callable[[list[str]], np.ndarray] | None = None) -> None:
+        self.index = index
+        self.embed = embed  # None: a word the index lacks has no vector
+        self._kept: dict[str, np.ndarray] = {}
+
+    def missing(self, words: Iterable[str]) -> list[str]:
+        """Those of ``words`` with no vector yet (not in the index, not met before)."""
+        return [w for w in words if w not in self.index.words and w not in self._kept]
+
+    def remember(self, words: list[str], vecs: np.ndarray) -> None:
+        if len(self._kept) > 100_000:  # a bound for a long-running server; refilled on demand
+            self._kept.clear()
+        self._kept.update(zip(words, vecs, strict=True))
+
+    def get(self, word: str) -> np.ndarray | None:
+        """The vector as stored or kept (None: not met yet); nothing is encoded."""
+        row = self.index.words.get(word)
+        return self.index.word_vecs[row] if row is not None else self._kept.get(word)
+
+    def unit(self, word: str) -> np.ndarray | None:
+        """The unit vector of a lower-cased word, encoded (and kept) when it has none yet."""
+        vec = self.get(word)
+        if vec is None and self.embed is not None:
+            vec = self.embed([word])[0]
+            self.remember([word], vec[None, :])
+        return None if vec is None else np.asarray(vec, dtype=np.float32) / (float(np.linalg.norm(vec)) or 1.0)
 
 
 def _sha256(path: Path) -> str:

@@ -31,7 +31,7 @@ class QAService:
         self.extractor = Extractor(index, embed=lambda words: encode(encoder, words))
         # one store of word vectors: those of a question's words the index lacks are
         # encoded with the question (``encode_questions``) and read by both stages
-        self.retriever = Retriever.from_settings(index, encoder, settings, self.extractor.word_vector)
+        self.retriever = Retriever.from_settings(index, encoder, settings, self.extractor.vectors)
         # the server's questions waiting for a CPU slot, encoded together
         self.queue = EncodingQueue(self.encode_questions)
         # questions about the sources share most of their word pieces: the encoder's rows
@@ -46,7 +46,7 @@ class QAService:
         queries = [resolve_follow_up(q.strip(), list(h)) for q, h in asks]
         missing = list(dict.fromkeys(w for query in queries for w in self.extractor.missing_words(query)))
         vecs = encode(self.retriever.encoder, [*queries, *missing])
-        self.extractor.remember(missing, vecs[len(queries):])
+        self.extractor.vectors.remember(missing, vecs[len(queries):])
         return list(vecs[:len(queries)])
 
     def ask(self, question: str, history: Sequence[str] = (), *, mode: Mode = "fused", answerer: str | None = None,

@@ -14,7 +14,6 @@ Weights are tuned on XQuAD dev (eval/retrieval.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,8 +21,8 @@ import numpy as np
 
 from qa.config import Settings
 from qa.embedding import encode
-from qa.index import IndexData
-from qa.text import content_word_stems, detect_lang, stem_word, tokenize
+from qa.index import IndexData, WordVectors
+from qa.text import detect_lang, stem_word, tokenize, words_by_stem
 from qa.types import Passage
 
 Mode = Literal["fused", "bm25", "dense"]
@@ -51,7 +50,7 @@ class Retriever:
     """Holds the loaded index and encoder; ``search`` is safe to call from many threads."""
 
     def __init__(self, index: IndexData, encoder: Any, weights: FusionWeights, candidates: int = 100,
-                 word_vector: Callable[[str], np.ndarray | None] | None = None) -> None:
+                 vectors: WordVectors | None = None) -> None:
         self.index = index
         self.encoder = encoder
         self.weights = weights
@@ -62,22 +61,21 @@ class Retriever:
         self._sent_hi = np.array([c.sent_hi for c in index.chunks], dtype=np.int64)
         self._token_max = _token_max_scores(index.bm25)
         # Per vocabulary word: its script and its stem's BM25 column (-1: none), for
-        # ``_translated``; a question word's vector comes from ``word_vector`` (the answer
-        # step's, which holds those the service encoded with the question).
+        # ``_translated``; a question word's vector comes from ``vectors`` (in the service,
+        # the answer step's, which holds those encoded with the question).
         vocab = index.bm25.vocab_dict
         by_row = sorted(index.words, key=index.words.__getitem__)
         self._word_col = np.array([vocab.get(stem_word(w), -1) for w in by_row], dtype=np.int64)
         cyrillic = np.array([detect_lang(w) == "ru" for w in by_row], dtype=bool)
         # the words a word of each script may be put into: the other script's, with a column
         self._targets = {"en": cyrillic & (self._word_col >= 0), "ru": ~cyrillic & (self._word_col >= 0)}
-        self._oov: dict[str, np.ndarray] = {}
         self._translations: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self.word_vector = word_vector or self._own_word_vector
+        self.vectors = vectors or WordVectors(index, lambda words: encode(encoder, words))
 
     @classmethod
     def from_settings(cls, index: IndexData, encoder: Any, settings: Settings,
-                      word_vector: Callable[[str], np.ndarray | None] | None = None) -> Retriever:
-        return cls(index, encoder, FusionWeights.from_settings(settings), settings.candidates, word_vector)
+                      vectors: WordVectors | None = None) -> Retriever:
+        return cls(index, encoder, FusionWeights.from_settings(settings), settings.candidates, vectors)
 
     def embed_query(self, query: str) -> np.ndarray:
         return encode(self.encoder, [query])[0]
@@ -128,19 +126,6 @@ class Retriever:
             out[other] = (bm25[other] + t) / max(ceiling, t_ceiling)
         return out
 
-    def _own_word_vector(self, word: str) -> np.ndarray | None:
-        """A word's unit vector: the index's, or encoded (and kept) when it has none."""
-        row = self.index.words.get(word)
-        if row is not None:
-            return np.asarray(self.index.word_vecs[row], dtype=np.float32)
-        vec = self._oov.get(word)
-        if vec is None:
-            if len(self._oov) > 100_000:  # a bound for a long-running process
-                self._oov.clear()
-            v = encode(self.encoder, [word])[0]
-            vec = self._oov[word] = v / (float(np.linalg.norm(v)) or 1.0)
-        return vec
-
     def _translated(self, query: str, chunks: np.ndarray) -> tuple[np.ndarray, float]:
         """BM25 of ``chunks`` (sorted ids) for the query's words put into the other script:
         each word stands for its ``translate_top`` nearest vocabulary words of the other
@@ -177,10 +162,8 @@ class Retriever:
         vocabulary words of the other script and their cosines, best first. Kept per word:
         visitors' questions share most of their words, and a word's list depends only on
         the index."""
-        by_stem: dict[str, str] = {}
-        for w, st in content_word_stems(query):  # one word a stem, as the answer step encodes them
-            by_stem.setdefault(st, w)
-        new = [(w, v) for w in by_stem.values() if w not in self._translations and (v := self.word_vector(w)) is not None]
+        by_stem = words_by_stem(query)
+        new = [(w, v) for w in by_stem.values() if w not in self._translations and (v := self.vectors.unit(w)) is not None]
         fresh: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if new and len(self._word_col):
             sims = _similarities(np.array([v for _w, v in new], dtype=np.float32), self.index.word_vecs)

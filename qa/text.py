@@ -73,6 +73,15 @@ def content_word_stems(text: str) -> list[tuple[str, str]]:
     return [(w, _stem(w)) for w in content_words(text)]
 
 
+def words_by_stem(text: str) -> dict[str, str]:
+    """The first content word of ``text`` with each stem, by stem: one word a stem is
+    looked up or encoded for its vector."""
+    by_stem: dict[str, str] = {}
+    for w, st in content_word_stems(text):
+        by_stem.setdefault(st, w)
+    return by_stem
+
+
 # Bumped when sentence boundaries change: the index records it and is rebuilt.
 SENTENCES_VERSION = 4
 

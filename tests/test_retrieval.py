@@ -65,17 +65,19 @@ def test_question_words_put_into_the_other_script_score_that_languages_chunks(re
 def test_a_words_translations_are_looked_up_once(tiny_index, encoder):
     import numpy as np
 
+    from qa.embedding import encode
+    from qa.index import WordVectors
     from qa.retrieval import Retriever
 
     index, s = tiny_index
     asked: list[str] = []
-    plain = Retriever.from_settings(index, encoder, s)
 
-    def word_vector(word):
-        asked.append(word)
-        return plain.word_vector(word)
+    class Counted(WordVectors):
+        def unit(self, word):
+            asked.append(word)
+            return super().unit(word)
 
-    r = Retriever.from_settings(index, encoder, s, word_vector)
+    r = Retriever.from_settings(index, encoder, s, Counted(index, lambda words: encode(encoder, words)))
     first = r.translations("lithium batteries")
     assert sorted(asked) == ["batteries", "lithium"]
     again = r.translations("lithium batteries, batteries of lithium")
