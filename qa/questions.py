@@ -28,6 +28,8 @@ _PERSON_RU = r"министр|мэр|глав|руководител|дирек�
 _ORG_RU = (r"компани|организаци|предприяти|фирм|учреждени|вуз|университет|банк|фонд|резидент|технопарк|производител"
            r"|ведомств|департамент|оператор|структур|площадк|кластер|центр|музе|завод|орган|инвестор|холдинг|госкорпораци"
            r"|бренд|издани|газет|журнал")
+# "By what factor…": a number, and a factor (``_FACTOR``)
+_BY_FACTOR = r"\bby\s+(what|which|how\s+big\s+a)\s+factor\b"
 # Order matters: the first matching type wins ("how many" before "how", "which city body" is an organisation).
 _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("date", re.compile(
@@ -54,7 +56,7 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
         r"|\bскольк(о|их|им|ими)\b|\bкако(е|го)\s+(число|количество)\b"
         r"|\bкаков[аоы]?\s+(\w+\s+)?(площадь|мощность|число|количество|размер|длина)\b|\bкакой\s+площад(?!к)"
         r"|\bкак\s+(давно|долго)\b|\b(под\s+каким\s+номером|какой\s+номер)\b|\bwhat\s+number\b"
-        r"|\bby\s+(what|which|how\s+big\s+a)\s+factor\b", _F)),
+        rf"|{_BY_FACTOR}", _F)),
     ("person", re.compile(
         rf"^\s*(and\s+)?(who|whom|whose)\b|\b(what|which)\s+([\w-]+\s+){{0,2}}({_PERSON_EN})\b|\bwho\b"
         rf"|^\s*(а\s+|и\s+)?(кто|кого|кому|кем|чей|чья|чьё|чье|чьи)\b|\bкто\b"
@@ -134,7 +136,7 @@ _YEAR_ASKED = re.compile(
 # A factor is asked for ("Во сколько раз…", "How many times larger…"): "3,5 раза" answers
 # it with its "раза", unlike "Сколько раз…" (how often), answered by the count alone.
 _FACTOR = re.compile(r"\bво\s+сколько\s+раз|\bhow\s+many\s+times\s+(more|larger|bigger|higher|greater|less|fewer"
-                     r"|smaller|lower)\b|\bby\s+(what|which|how\s+big\s+a)\s+factor\b", _F)
+                     rf"|smaller|lower)\b|{_BY_FACTOR}", _F)
 # A question that asks for a rough figure ("Approximately how many…", "Примерно сколько…")
 # takes a bound with it ("over 5,100", "более 70 000"); one that does not, the figure alone.
 _ROUGHLY = re.compile(r"\b(approximately|roughly|(about|around)\s+how|примерно|приблизительно|ориентировочно)\b", _F)

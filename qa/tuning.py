@@ -182,7 +182,7 @@ def fit_spans(groups: list[SpanGroup], vocab: dict[str, int], l2: float = SPAN_L
     sizes = np.array([len(g.f1) for g in use])
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     group = np.repeat(np.arange(len(use)), sizes)
-    target = np.concatenate([(g.f1 == g.f1.max()) / float((g.f1 == g.f1.max()).sum()) for g in use])
+    target = np.concatenate([_best_share(g.f1) for g in use])
 
     def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
         s = x @ w
@@ -194,6 +194,12 @@ def fit_spans(groups: list[SpanGroup], vocab: dict[str, int], l2: float = SPAN_L
         return value, x.T @ (np.exp(log_p) - target) / len(use) + l2 * w
 
     return minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": 2000}).x
+
+
+def _best_share(f1: np.ndarray) -> np.ndarray:
+    """The target distribution of one question: equal shares on its best-F1 candidates."""
+    best = f1 == f1.max()
+    return best / float(best.sum())
 
 
 def span_vocab(groups: list[SpanGroup]) -> dict[str, int]:
