@@ -83,7 +83,7 @@ def words_by_stem(text: str) -> dict[str, str]:
 
 
 # Bumped when sentence boundaries change: the index records it and is rebuilt.
-SENTENCES_VERSION = 4
+SENTENCES_VERSION = 5
 
 # Abbreviations that stand before a number ("c. 1455", "approx. 4 kg", "Vol. 1", "pp. 12",
 # "табл. 2"): razdel ends a sentence at them when a figure follows (measured on XQuAD dev,
@@ -144,12 +144,21 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> Iterato
         pos = line_end + 1
 
 
+def _cut_short(held: Substring, after: Substring) -> bool:
+    """razdel ended ``held`` where its sentence goes on: after an abbreviation that
+    stands before the number ``after`` starts with, at a semicolon ("… or Amazônia;
+    Spanish: …"), or inside a bracket it has not closed."""
+    text = held.text.rstrip()
+    return ((after.text[:1].isdigit() and bool(_BEFORE_NUMBER.search(text))) or text.endswith(";")
+            or text.count("(") > text.count(")"))
+
+
 def _joined(line: str, pieces: Iterator[Substring]) -> Iterator[Substring]:
-    """razdel's sentences of ``line`` with those cut after an abbreviation that stands
-    before a number joined to what follows."""
+    """razdel's sentences of ``line`` with those it cut short (``_cut_short``) joined
+    to what follows."""
     held: Substring | None = None
     for s in pieces:
-        if held is not None and s.text[:1].isdigit() and _BEFORE_NUMBER.search(held.text.rstrip()):
+        if held is not None and _cut_short(held, s):
             held = Substring(held.start, s.stop, line[held.start:s.stop])
             continue
         if held is not None:

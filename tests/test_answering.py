@@ -454,6 +454,9 @@ def test_two_figures_joined_by_a_word_are_one_range(text, figures):
     # what is counted may stand before the figure, in its clause
     ("How many interceptions did the defence make?",
      "The defence gave up just 308 points, while leading the league in interceptions with 24.", "24"),
+    # the question's words in the figure's own clause count, not those past a semicolon
+    ("How many of the plants make solar panels?",
+     "Of the 12 plants, 4 make chips and solar panels; 8 make medical devices.", "4"),
 ])
 def test_a_figure_is_of_what_the_question_counts(service, question, sentence, expected):
     from qa.questions import asked_quantity

@@ -102,6 +102,10 @@ def test_bullet_lists_are_content():
         ("Результаты приведены на рис. 3 выше. Далее обсуждение.", 2),
         # but a letter with a dot at a sentence's end still ends it
         ("This holds a × b = c. Deciding it is hard.", 2),
+        # razdel also ends a sentence at a semicolon before a capital, and so inside brackets
+        ("The Amazon rainforest (Portuguese: Floresta Amazônica or Amazônia; Spanish: Selva Amazónica; "
+         "Dutch: Amazoneregenwoud), also known as Amazonia, is a forest. It is large.", 2),
+        ("Four firms make chips; Eight make medical devices. That is all.", 2),
     ],
 )
 def test_sentence_splitting_knows_abbreviations(text, expected):
