@@ -832,6 +832,8 @@ def confidence(features: dict[str, float]) -> float:
     margin over the runner-up, its lexical coverage, its cosine, its neighbours' coverage, its
     coverage by word vector and the asked-for names and years it lacks, fitted by
     ``python -m qa.tuning`` on XQuAD dev answers together with off-topic questions
-    (eval/answer-tuning.md, "Confidence")."""
+    (eval/answer-tuning.md, "Confidence"). Rounded to the 4 decimals an answer shows: the
+    threshold is compared with what the visitor and the eval records see (0.19996 was shown
+    as 0.2 and declined at a threshold of 0.2)."""
     z = _CONFIDENCE["intercept"] + sum(c * features[f] for f, c in _CONFIDENCE["coefficients"].items())
-    return 1.0 / (1.0 + math.exp(-z))
+    return round(1.0 / (1.0 + math.exp(-z)), 4)

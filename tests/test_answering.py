@@ -53,6 +53,19 @@ def test_invariants_hold_for_generated_questions(service, words, threshold):
     check_invariants(answer, service)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(WORDS), min_size=1, max_size=8))
+def test_the_threshold_is_compared_with_the_confidence_shown(service, words):
+    # an answer shown with confidence c is given at a threshold of c, declined just above it
+    question = " ".join(words)
+    shown = service.ask(question, threshold=0.0)
+    if shown.abstained:
+        return
+    assert not service.ask(question, threshold=shown.confidence).abstained
+    if shown.confidence < 1.0:
+        assert service.ask(question, threshold=min(1.0, shown.confidence + 0.0001)).abstained
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(min_size=1, max_size=60))
 def test_invariants_hold_for_arbitrary_text(service, text):
