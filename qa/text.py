@@ -83,7 +83,7 @@ def words_by_stem(text: str) -> dict[str, str]:
 
 
 # Bumped when sentence boundaries change: the index records it and is rebuilt.
-SENTENCES_VERSION = 5
+SENTENCES_VERSION = 6
 
 # Abbreviations that stand before a number ("c. 1455", "approx. 4 kg", "Vol. 1", "pp. 12",
 # "табл. 2"): razdel ends a sentence at them when a figure follows (measured on XQuAD dev,
@@ -144,13 +144,14 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> Iterato
         pos = line_end + 1
 
 
-def _cut_short(held: Substring, after: Substring) -> bool:
+def _cut_short(line: str, held: Substring, after: Substring) -> bool:
     """razdel ended ``held`` where its sentence goes on: after an abbreviation that
     stands before the number ``after`` starts with, at a semicolon ("… or Amazônia;
-    Spanish: …"), or inside a bracket it has not closed."""
+    Spanish: …"), or inside a bracket that closes later in the line (one never closed
+    would swallow the rest of the paragraph)."""
     text = held.text.rstrip()
     return ((after.text[:1].isdigit() and bool(_BEFORE_NUMBER.search(text))) or text.endswith(";")
-            or text.count("(") > text.count(")"))
+            or (text.count("(") > text.count(")") and line.find(")", held.stop) >= 0))
 
 
 def _joined(line: str, pieces: Iterator[Substring]) -> Iterator[Substring]:
@@ -158,7 +159,7 @@ def _joined(line: str, pieces: Iterator[Substring]) -> Iterator[Substring]:
     to what follows."""
     held: Substring | None = None
     for s in pieces:
-        if held is not None and _cut_short(held, s):
+        if held is not None and _cut_short(line, held, s):
             held = Substring(held.start, s.stop, line[held.start:s.stop])
             continue
         if held is not None:

@@ -106,6 +106,8 @@ def test_bullet_lists_are_content():
         ("The Amazon rainforest (Portuguese: Floresta Amazônica or Amazônia; Spanish: Selva Amazónica; "
          "Dutch: Amazoneregenwoud), also known as Amazonia, is a forest. It is large.", 2),
         ("Four firms make chips; Eight make medical devices. That is all.", 2),
+        # a bracket never closed does not swallow the sentences after it
+        ("The plant (opened in 1990. It closed in 2001. A mall stands there now.", 3),
     ],
 )
 def test_sentence_splitting_knows_abbreviations(text, expected):
