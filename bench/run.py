@@ -193,7 +193,8 @@ def bench_http(clients: list[int], rates: list[float], duration: float, workers:
     timer = ["/usr/bin/time", "-v"] if shutil.which("time") or Path("/usr/bin/time").exists() else []
     with tempfile.TemporaryDirectory() as tmp:
         full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "QA_DB_PATH": str(Path(tmp) / "bench.sqlite3"), **env}
-        cmd = [*timer, sys.executable, "-m", "uvicorn", "server:app", "--host", "127.0.0.1", "--port", str(port),
+        # the workers as `qa serve --workers` runs them (qa/workers.py: a socket each)
+        cmd = [*timer, sys.executable, "-m", "qa.workers", "--host", "127.0.0.1", "--port", str(port),
                "--log-level", "warning", "--no-access-log", "--workers", str(workers)]
         err = open(Path(tmp) / "stderr", "w+")  # noqa: SIM115 (read back after the process ends)
         proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stderr=err)

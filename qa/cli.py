@@ -222,12 +222,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve_workers(args: argparse.Namespace, settings: Settings, url: str) -> int:
-    """``uvicorn server:app`` with one process a worker. Python answers one question at a
-    time a process (the GIL), so one process a core is what uses the cores: 172 against
-    56-74 answers/s at 10 clients on 2 cores (bench/run.py). The index is checked (and
-    built when missing or stale) here, once, before the workers open it."""
-    import uvicorn
-
+    """``server:app`` with one process a worker, each with its own socket on the port
+    (qa/workers.py). Python answers one question at a time a process (the GIL), so one
+    process a core is what uses the cores: 172 against 56-74 answers/s at 10 clients on 2
+    cores (bench/run.py). The index is checked (and built when missing or stale) here,
+    once, before the workers open it."""
+    from qa import workers
     from qa.embedding import threads_per_process
 
     _ensure_index(settings, encoder=None)  # build_on_disk loads an encoder if it must build
@@ -235,8 +235,7 @@ def _serve_workers(args: argparse.Namespace, settings: Settings, url: str) -> in
     os.environ.setdefault("QA_CPU_SLOTS", str(threads_per_process(args.workers)))
     print(f"Open {url} once the {args.workers} workers have started (the demo page with the chat widget; "
           f"API docs at {url}docs). Ctrl+C stops.", flush=True)
-    uvicorn.run("server:app", host=args.host, port=args.port, workers=args.workers, log_level="info")
-    return 0
+    return workers.run(args.host, args.port, args.workers, log_level="info")
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:

@@ -424,13 +424,17 @@ def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def _uvicorn(settings: Settings, db: Path, log: Path, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def _uvicorn(settings: Settings, db: Path, log: Path, workers: int = 0,
+             **env: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``uvicorn server:app`` on a free port, or with ``workers`` the processes ``qa serve
+    --workers`` runs (qa/workers.py)."""
     port = _free_port()
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "QA_SOURCES_DIR": str(settings.sources_dir),
                 "QA_INDEX_DIR": str(settings.index_dir), "QA_CHUNK_SIZE": str(settings.chunk_size),
                 "QA_CHUNK_OVERLAP": str(settings.chunk_overlap), "QA_DB_PATH": str(db), **env}
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "server:app", "--host", "127.0.0.1", "--port", str(port)],
+        server = ["qa.workers", "--workers", str(workers)] if workers else ["uvicorn", "server:app"]
+        proc = subprocess.Popen([sys.executable, "-m", *server, "--host", "127.0.0.1", "--port", str(port)],
                                 cwd=PROJECT_ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -705,3 +709,96 @@ def test_qa_serve_refuses_a_damaged_index(built, encoder, monkeypatch, capsys):
     chunks.write_bytes(chunks.read_bytes()[:-10])
     assert cli.main(["serve", "--port", "8124"]) == 1
     assert "chunks.faiss does not match its checksum" in capsys.readouterr().err
+
+
+def _children(pid: int) -> list[int]:
+    """The worker processes of ``pid`` (not multiprocessing's resource tracker)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if (int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid
+                    and b"spawn_main" in (stat.parent / "cmdline").read_bytes()):
+                out.append(int(stat.parent.name))
+    return out
+
+
+def _listening(port: int) -> int:
+    """How many sockets listen on the loopback ``port``."""
+    return sum(1 for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+               if int(line.split()[1].split(":")[1], 16) == port and line.split()[3] == "0A")
+
+
+def _server_side_owner(server_port: int, client_port: int, pids: list[int]) -> int | None:
+    """Which of ``pids`` holds the server end of the loopback connection from ``client_port``."""
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        f = line.split()
+        if int(f[1].split(":")[1], 16) == server_port and int(f[2].split(":")[1], 16) == client_port:
+            inode = f[9]
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    return pid
+    return None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT spreads connections on Linux")
+def test_workers_share_the_port_spread_the_connections_and_are_replaced(tiny_index, tmp_path):
+    import http.client
+
+    _index, s = tiny_index
+    with _uvicorn(s, tmp_path / "qa.sqlite3", tmp_path / "server.log", workers=2) as (proc, url):
+        port = int(url.rsplit(":", 1)[1])
+        workers = _children(proc.pid)
+        assert len(workers) == 2
+        deadline = time.monotonic() + 120
+        while _listening(port) < 2:  # the first worker ready answers /readyz before the second listens
+            assert time.monotonic() < deadline, "the second worker never listened"
+            time.sleep(0.2)
+        # 16 keep-alive clients connecting together: with one shared socket the first worker
+        # to wake took them all; with a socket each both get some (all on one: p = 2 / 2**16)
+        conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(16)]
+        for c in conns:
+            c.connect()
+        for c in conns:
+            c.request("GET", "/readyz")
+            assert c.getresponse().read() and True
+        owners = [_server_side_owner(port, c.sock.getsockname()[1], workers) for c in conns]
+        for c in conns:
+            c.close()
+        assert None not in owners and set(owners) == set(workers), owners
+        # a second server on the same port is refused, not let into the group
+        second = subprocess.run([sys.executable, "-m", "qa.workers", "--host", "127.0.0.1", "--port", str(port)],
+                                cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1 and "in use" in second.stderr
+        # a worker that dies is replaced; the other answers meanwhile (once the dead one's
+        # socket is gone: a connection the kernel put in its queue is reset)
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while _listening(port) > 1:
+            assert time.monotonic() < deadline, "the killed worker's socket stayed"
+            time.sleep(0.05)
+        assert _post(f"{url}/api/ask", {"question": ASK})[0] == 200
+        deadline = time.monotonic() + 120
+        while len(_children(proc.pid)) < 2 or workers[0] in _children(proc.pid):
+            assert time.monotonic() < deadline, "no worker started in place of the one killed"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert not _children(proc.pid)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_supervisor_killed_takes_its_workers_with_it(tiny_index, tmp_path):
+    _index, s = tiny_index
+    with _uvicorn(s, tmp_path / "qa.sqlite3", tmp_path / "server.log", workers=1) as (proc, url):
+        (worker,) = _children(proc.pid)
+        proc.send_signal(signal.SIGKILL)  # no chance to stop them: the workers must notice themselves
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{worker}").exists() and b"spawn_main" in Path(f"/proc/{worker}/cmdline").read_bytes():
+            assert time.monotonic() < deadline, "an orphaned worker goes on holding the port"
+            time.sleep(0.2)
+        port = int(url.rsplit(":", 1)[1])
+        assert _listening(port) == 0

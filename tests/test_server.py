@@ -424,10 +424,9 @@ def test_qa_serve_loads_once_and_runs_the_app(monkeypatch, tiny_index, encoder, 
         cli.main(["serve", "--port", "70000"])
 
 
-def test_qa_serve_workers_checks_the_index_once_then_runs_uvicorn_workers(monkeypatch, capsys):
-    import uvicorn
-
+def test_qa_serve_workers_checks_the_index_once_then_runs_the_workers(monkeypatch, capsys):
     import qa.cli
+    from qa import workers
     from qa.index import MissingIndexError
 
     calls: list[str] = []
@@ -439,16 +438,15 @@ def test_qa_serve_workers_checks_the_index_once_then_runs_uvicorn_workers(monkey
 
     monkeypatch.setattr(qa.cli, "open_index", missing)
     monkeypatch.setattr(qa.cli, "build_on_disk", lambda settings, encoder=None, progress=None: calls.append("build"))
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(("run", app, kw)))
+    monkeypatch.setattr(workers, "run", lambda host, port, n, **kw: calls.append(("run", (host, port, n), kw)) or 0)
     # a copy of the environment: the command sets QA_CPU_SLOTS for the workers it starts
     monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k != "QA_CPU_SLOTS"})
     monkeypatch.setattr("qa.embedding.default_threads", lambda: 2)
     assert cli.main(["serve", "--port", "8125", "--workers", "2"]) == 0
     assert calls[:2] == ["open", "build"]
-    what, app, kw = calls[-1]
-    assert what == "run"
-    # an import string: every worker process loads the app (and the index) itself
-    assert app == "server:app" and kw["workers"] == 2 and kw["port"] == 8125 and kw["host"] == "127.0.0.1"
+    what, where, _kw = calls[-1]
+    # qa/workers.py: every worker process loads the app (and the index) itself
+    assert what == "run" and where == ("127.0.0.1", 8125, 2)
     assert os.environ["QA_CPU_SLOTS"] == "1"  # one question at a time a worker on 2 cores
     assert "Open http://127.0.0.1:8125/" in capsys.readouterr().out
     with pytest.raises(SystemExit):

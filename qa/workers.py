@@ -1,0 +1,161 @@
+"""Several server processes on one port, each with a listening socket of its own.
+
+``uvicorn --workers N`` binds one socket in the parent and every worker accepts from it:
+the worker that wakes first takes every connection waiting, so ten keep-alive clients that
+connect together were all served by one of the two workers while the other idled
+(``ss -tnp``, five tries of ten clients: 10/0 every time), and 10 clients got one core's
+throughput (207.6 answers/s, bench/run.py). Here each worker binds its own socket with
+``SO_REUSEPORT`` and the kernel spreads new connections over them by address hash (6/4 to
+8/2 in the same tries; 348.9 answers/s at 10 clients). Linux only; elsewhere the shared
+socket stays. The price: a worker that dies resets the connections waiting in its own
+socket's queue (a shared socket kept them for the others), until it is replaced.
+uvicorn's own supervisor has no such mode (a pull request for it is still open), so this
+small one starts the workers, starts a new one in place of one that dies, and stops them
+all on SIGINT / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+APP = "server:app"
+# uvicorn's exit status for a server that could not start (the address taken, the app not
+# importable): such a worker is not started again, and the others are stopped
+STARTUP_FAILURE = 3
+# a worker that dies is started again at most this often (a crash loop does not spin)
+RESTART_EVERY_S = 1.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def balanced() -> bool:
+    """Whether the kernel spreads connections over sockets sharing a port (Linux)."""
+    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound by a socket without ``SO_REUSEPORT``: a port held by
+    anyone, another server of ours included, is not (else a second ``qa serve`` would
+    silently share the port with the first)."""
+    with socket.socket(_family(host), socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` in the port's ``SO_REUSEPORT`` group (not listening yet)."""
+    sock = socket.socket(_family(host), socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _exit_with_parent() -> None:
+    """SIGTERM this process when the supervisor dies, even by SIGKILL (Linux prctl): an
+    orphaned worker would go on holding the port."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the supervisor died before the call
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker(host: str, port: int, options: dict[str, Any]) -> None:
+    import uvicorn
+
+    _exit_with_parent()
+    try:
+        sock = reuse_port_socket(host, port)
+    except OSError as e:
+        print(f"cannot bind {host}:{port}: {e}", file=sys.stderr, flush=True)
+        sys.exit(STARTUP_FAILURE)
+    server = uvicorn.Server(uvicorn.Config(APP, host=host, port=port, **options))
+    server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+def run(host: str, port: int, workers: int, **options: Any) -> int:
+    """Serve ``server:app`` on ``host:port`` with ``workers`` processes until SIGINT or
+    SIGTERM; ``options`` go to ``uvicorn.Config`` (log_level, access_log, ...). Returns the
+    exit status: 0, or 1 when the port is taken or a worker could not start."""
+    if not balanced():
+        import uvicorn
+
+        uvicorn.run(APP, host=host, port=port, workers=workers, **options)
+        return 0
+    if not port_is_free(host, port):
+        print(f"{host}:{port} is in use: stop what holds it or choose another --port", file=sys.stderr, flush=True)
+        return 1
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter each: nothing half-loaded is copied
+
+    def start() -> BaseProcess:
+        p = ctx.Process(target=_worker, args=(host, port, options), daemon=False)
+        p.start()
+        return p
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    procs = [start() for _ in range(workers)]
+    last_start = [time.monotonic()] * workers
+    status = 0
+    try:
+        while not stop.wait(0.2):
+            for i, p in enumerate(procs):
+                if p.is_alive():
+                    continue
+                if p.exitcode == STARTUP_FAILURE:
+                    print(f"worker {p.pid} could not start; stopping", file=sys.stderr, flush=True)
+                    status = 1
+                    stop.set()
+                    break
+                if time.monotonic() - last_start[i] >= RESTART_EVERY_S:
+                    print(f"worker {p.pid} exited ({p.exitcode}); starting another", file=sys.stderr, flush=True)
+                    procs[i], last_start[i] = start(), time.monotonic()
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()  # SIGTERM: uvicorn finishes the requests in flight
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--log-level", default="info")
+    ap.add_argument("--no-access-log", dest="access_log", action="store_false")
+    args = ap.parse_args(argv)
+    return run(args.host, args.port, args.workers, log_level=args.log_level, access_log=args.access_log)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
