@@ -69,7 +69,18 @@ class Store:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        self._db.execute("PRAGMA journal_mode = WAL")
+        # SQLite answers a journal-mode change that meets another at once, "database is
+        # locked", without its busy handler (two server workers opening a new file together:
+        # 51 of 100 tries failed): tried again for as long as busy_timeout allows
+        deadline = time.monotonic() + busy_timeout_ms / 1000
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
         # With WAL, NORMAL syncs at checkpoints instead of at every commit (SQLite's advice
         # for WAL): a power cut can lose the last log rows, never corrupt the file
         self._db.execute("PRAGMA synchronous = NORMAL")

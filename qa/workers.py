@@ -80,7 +80,7 @@ def _exit_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _worker(host: str, port: int, options: dict[str, Any]) -> None:
+def _worker(app: str, host: str, port: int, options: dict[str, Any]) -> None:
     import uvicorn
 
     _exit_with_parent()
@@ -89,20 +89,25 @@ def _worker(host: str, port: int, options: dict[str, Any]) -> None:
     except OSError as e:
         print(f"cannot bind {host}:{port}: {e}", file=sys.stderr, flush=True)
         sys.exit(STARTUP_FAILURE)
-    server = uvicorn.Server(uvicorn.Config(APP, host=host, port=port, **options))
-    server.run(sockets=[sock])
-    if not server.started:
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **options))
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:  # uvicorn exits 1 when the app cannot be imported
+        if not server.started:
+            sys.exit(STARTUP_FAILURE)
+        raise
+    if not server.started:  # e.g. the app's startup failed
         sys.exit(STARTUP_FAILURE)
 
 
-def run(host: str, port: int, workers: int, **options: Any) -> int:
-    """Serve ``server:app`` on ``host:port`` with ``workers`` processes until SIGINT or
+def run(host: str, port: int, workers: int, app: str = APP, **options: Any) -> int:
+    """Serve ``app`` (an import string) on ``host:port`` with ``workers`` processes until SIGINT or
     SIGTERM; ``options`` go to ``uvicorn.Config`` (log_level, access_log, ...). Returns the
     exit status: 0, or 1 when the port is taken or a worker could not start."""
     if not balanced():
         import uvicorn
 
-        uvicorn.run(APP, host=host, port=port, workers=workers, **options)
+        uvicorn.run(app, host=host, port=port, workers=workers, **options)
         return 0
     if not port_is_free(host, port):
         print(f"{host}:{port} is in use: stop what holds it or choose another --port", file=sys.stderr, flush=True)
@@ -110,7 +115,7 @@ def run(host: str, port: int, workers: int, **options: Any) -> int:
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter each: nothing half-loaded is copied
 
     def start() -> BaseProcess:
-        p = ctx.Process(target=_worker, args=(host, port, options), daemon=False)
+        p = ctx.Process(target=_worker, args=(app, host, port, options), daemon=False)
         p.start()
         return p
 

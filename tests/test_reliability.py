@@ -802,3 +802,41 @@ def test_a_supervisor_killed_takes_its_workers_with_it(tiny_index, tmp_path):
             time.sleep(0.2)
         port = int(url.rsplit(":", 1)[1])
         assert _listening(port) == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the workers' own sockets are Linux's")
+def test_workers_that_cannot_start_stop_the_server(capfd):
+    from qa import workers
+
+    # not started again and again: the supervisor stops and says so
+    assert workers.run("127.0.0.1", _free_port(), 2, app="no_such_module:app", log_level="critical") == 1
+    assert "could not start" in capfd.readouterr().err
+
+
+def _open_store(path: str, barrier: Any, errors: Any) -> None:
+    from qa.store import Store
+
+    barrier.wait()
+    try:
+        Store(Path(path)).close()
+    except Exception as e:  # reported to the test
+        errors.put(repr(e))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork")
+def test_two_workers_open_a_new_question_log_together(tmp_path):
+    # two server workers starting at once on a new database: one of them failed to start
+    # ("database is locked" from the journal-mode change) in about half the tries
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    errors = ctx.Queue()
+    for i in range(20):
+        barrier = ctx.Barrier(2)
+        procs = [ctx.Process(target=_open_store, args=(str(tmp_path / f"qa{i}.sqlite3"), barrier, errors))
+                 for _ in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=60)
+    assert errors.empty(), errors.get()
