@@ -60,7 +60,7 @@ bench: build
 # killed server, concurrent writes (they run in `make test` too).
 faults: setup
 	$(BIN)/python -m pytest tests/test_reliability.py -v -s -p no:cacheprovider \
-	  -k "reindex or killed or damaged or failing or concurrent or in_flight or slow or abandoned"
+	  -k "reindex or killed or damaged or failing or concurrent or in_flight or slow or abandoned or workers"
 
 # Chromium and a font with Cyrillic for tests/test_browser.py, from Debian's packages
 # (Playwright's own browser download is never used). CI runs it; outside CI the browser
