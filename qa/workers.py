@@ -10,8 +10,8 @@ throughput (207.6 answers/s, bench/run.py). Here each worker binds its own socke
 socket stays. The price: a worker that dies resets the connections waiting in its own
 socket's queue (a shared socket kept them for the others), until it is replaced.
 uvicorn's own supervisor has no such mode (a pull request for it is still open), so this
-small one starts the workers, starts a new one in place of one that dies, and stops them
-all on SIGINT / SIGTERM.
+small one starts the workers, starts a new one in place of one that dies (``run``), and
+stops them all on SIGINT / SIGTERM.
 """
 
 from __future__ import annotations
@@ -25,15 +25,20 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 APP = "server:app"
-# uvicorn's exit status for a server that could not start (the address taken, the app not
-# importable): such a worker is not started again, and the others are stopped
+# the exit status of a worker that could not start (the address taken, the app not
+# importable): at launch the server stops with it (a mistake to see at once); a worker
+# started in place of one that died is tried again, waiting longer each time, while the
+# others go on serving
 STARTUP_FAILURE = 3
-# a worker that dies is started again at most this often (a crash loop does not spin)
+# a worker that dies is started again after this long, doubled after each one that could
+# not start, up to the longest (a crash loop does not spin)
 RESTART_EVERY_S = 1.0
+RESTART_LONGEST_S = 30.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -92,8 +97,9 @@ def _worker(app: str, host: str, port: int, options: dict[str, Any]) -> None:
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **options))
     try:
         server.run(sockets=[sock])
-    except SystemExit:  # uvicorn exits 1 when the app cannot be imported
+    except BaseException:  # uvicorn exits 1 when the app is not found; one that raises, raises
         if not server.started:
+            traceback.print_exc()
             sys.exit(STARTUP_FAILURE)
         raise
     if not server.started:  # e.g. the app's startup failed
@@ -123,20 +129,23 @@ def run(host: str, port: int, workers: int, app: str = APP, **options: Any) -> i
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     procs = [start() for _ in range(workers)]
     last_start = [time.monotonic()] * workers
+    replaced = [False] * workers  # this slot's worker is a replacement
+    failed = [0] * workers  # replacements in a row that could not start
     status = 0
     try:
         while not stop.wait(0.2):
             for i, p in enumerate(procs):
                 if p.is_alive():
                     continue
-                if p.exitcode == STARTUP_FAILURE:
+                if p.exitcode == STARTUP_FAILURE and not replaced[i]:
                     print(f"worker {p.pid} could not start; stopping", file=sys.stderr, flush=True)
                     status = 1
                     stop.set()
                     break
-                if time.monotonic() - last_start[i] >= RESTART_EVERY_S:
+                if time.monotonic() - last_start[i] >= min(RESTART_LONGEST_S, RESTART_EVERY_S * 2 ** failed[i]):
+                    failed[i] = failed[i] + 1 if p.exitcode == STARTUP_FAILURE else 0
                     print(f"worker {p.pid} exited ({p.exitcode}); starting another", file=sys.stderr, flush=True)
-                    procs[i], last_start[i] = start(), time.monotonic()
+                    procs[i], last_start[i], replaced[i] = start(), time.monotonic(), True
     finally:
         for p in procs:
             if p.is_alive():
@@ -158,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--log-level", default="info")
     ap.add_argument("--no-access-log", dest="access_log", action="store_false")
+    ap.add_argument("--app", default=APP, help="the ASGI app's import string")
     args = ap.parse_args(argv)
-    return run(args.host, args.port, args.workers, log_level=args.log_level, access_log=args.access_log)
+    return run(args.host, args.port, args.workers, app=args.app, log_level=args.log_level, access_log=args.access_log)
 
 
 if __name__ == "__main__":

@@ -805,11 +805,16 @@ def test_a_supervisor_killed_takes_its_workers_with_it(tiny_index, tmp_path):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the workers' own sockets are Linux's")
-def test_workers_that_cannot_start_stop_the_server(capfd):
+def test_workers_that_cannot_start_stop_the_server(capfd, monkeypatch, tmp_path):
     from qa import workers
 
-    # not started again and again: the supervisor stops and says so
+    # not started again and again: the supervisor stops and says so (an app not found; one
+    # that raises as it is imported)
     assert workers.run("127.0.0.1", _free_port(), 2, app="no_such_module:app", log_level="critical") == 1
+    assert "could not start" in capfd.readouterr().err
+    (tmp_path / "fail").touch()
+    monkeypatch.setenv("QA_TEST_FAIL_FLAG", str(tmp_path / "fail"))
+    assert workers.run("127.0.0.1", _free_port(), 2, app="tests.flaky_app:app", log_level="critical") == 1
     assert "could not start" in capfd.readouterr().err
 
 
@@ -840,3 +845,39 @@ def test_two_workers_open_a_new_question_log_together(tmp_path):
         for p in procs:
             p.join(timeout=60)
     assert errors.empty(), errors.get()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the workers' own sockets are Linux's")
+def test_workers_replacement_that_cannot_start_is_tried_again_while_the_other_serves(tmp_path):
+    flag = tmp_path / "fail"
+    port = _free_port()
+    env = {**os.environ, "QA_TEST_FAIL_FLAG": str(flag)}
+    proc = subprocess.Popen([sys.executable, "-m", "qa.workers", "--app", "tests.flaky_app:app", "--workers", "2",
+                             "--port", str(port), "--log-level", "warning"], cwd=PROJECT_ROOT, env=env,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while _listening(port) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, "the workers did not start"
+            time.sleep(0.1)
+        flag.touch()  # from now on a new worker cannot start
+        os.kill(_children(proc.pid)[0], signal.SIGKILL)
+        end = time.monotonic() + 4  # its replacements fail (after 1 s, then 2 s more)
+        while time.monotonic() < end:
+            assert proc.poll() is None, "the server stopped for a replacement that could not start"
+            if _listening(port) == 1:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+                    assert r.status == 200  # the other worker serves meanwhile
+            time.sleep(0.2)
+        flag.unlink()
+        deadline = time.monotonic() + 30
+        while _listening(port) < 2:  # the next try starts
+            assert time.monotonic() < deadline, "no worker started once it could"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert proc.stderr is not None and proc.stderr.read().count("starting another") >= 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
