@@ -24,6 +24,7 @@ from qa.spans import (
     FIGURE_WORD,
     QUOTED,
     SPAN_WEIGHTS,
+    YEAR,
     Candidate,
     Focus,
     SpanScorer,
@@ -115,7 +116,7 @@ NO_PHRASE = -5.0
 # A question word in another clause (past a semicolon) of the sentence counts this much
 # towards a typed span's closeness to the question's words
 OTHER_CLAUSE = 0.25
-_YEAR_WORD = re.compile(r"1[0-9]\d\d|20\d\d")
+_YEAR_WORD = re.compile(YEAR)
 _POSSESSIVE = re.compile(r"\w['’]s$")
 _LIST_ITEM = re.compile(r"\s*(?:[-•*–]|\d+[.)])\s")
 
@@ -713,7 +714,7 @@ def _counts(sent: str, tokens: list[tuple[int, int, str | None]], c: Candidate, 
 # golds leave it out (8 of 8), and XQuAD dev's keep it once.
 _BOUND = re.compile(r"(?:\b(?:more|fewer|less)\s+than|\bover|\bat\s+least|\bup\s+to|\bне\s+(?:менее|более)"
                     r"|\bболее(?:\s+чем)?|\bсвыше|\bменее)\s+$", re.IGNORECASE)
-_A_YEAR = re.compile(rf"(?<![\d.])(?:{_YEAR_WORD.pattern})(?![\d\-–—]|s\b)")  # a year in a text
+_A_YEAR = re.compile(rf"(?<![\d.]){YEAR}(?![\d\-–—]|s\b)")  # a year in a text
 
 
 def _fit_to_question(sent: str, tokens: list[tuple[int, int, str | None]], c: Candidate, qtype: str,

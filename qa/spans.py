@@ -29,7 +29,8 @@ _MONTH_EN = (r"(?:January|February|March|April|May|June|July|August|September|Oc
              r"|Jan\.|Feb\.|Mar\.|Apr\.|Aug\.|Sept?\.|Oct\.|Nov\.|Dec\.)")
 _MONTH_RU = r"(?:январ|феврал|март|апрел|ма[йяе]|июн|июл|август|сентябр|октябр|ноябр|декабр)[а-яё]*"
 _MONTH = rf"(?:{_MONTH_EN}|{_MONTH_RU})"
-_YEAR = r"(?:1[0-9]\d\d|20\d\d)"
+# a year of four digits (also read by qa/answering.py: the years a question names)
+YEAR = r"(?:1[0-9]\d\d|20\d\d)"
 _YEAR_RU = r"(?:\s*(?:года|году|годом|год|гг?\.|г\.))"
 # a half or a quarter of the year ("second half", "во втором полугодии")
 _PART_EN = r"(?:first|second|third|fourth|last)\s+(?:half|quarter)"
@@ -40,12 +41,12 @@ _SEASON = (r"(?:early|late|mid-?|spring|summer|autumn|fall|winter|the end of|the
            rf"|{_PART_RU})")
 
 DATE = re.compile(
-    rf"\b\d{{1,2}}(?:\s*[-–—]\s*\d{{1,2}})?\s+{_MONTH}(?:,?\s+{_YEAR}{_YEAR_RU}?)?"
-    rf"|\b{_MONTH_EN}\s+\d{{1,2}}(?!\d)(?:st|nd|rd|th)?(?:,\s*{_YEAR})?"
-    rf"|\b(?:{_SEASON}\s+(?:of\s+)?)?{_MONTH}\s+(?:of\s+)?{_YEAR}{_YEAR_RU}?"
-    rf"|\b\d{{1,2}}\.\d{{1,2}}\.{_YEAR}|\b{_YEAR}-\d\d-\d\d\b"
-    rf"|\b{_YEAR}-х(?:\s+годов|\s+гг\.)?"
-    rf"|\b(?:{_SEASON}\s+(?:of\s+)?)?{_YEAR}(?:\s*[-–—]\s*(?:{_YEAR}|\d\d))?(?:s\b)?{_YEAR_RU}?"
+    rf"\b\d{{1,2}}(?:\s*[-–—]\s*\d{{1,2}})?\s+{_MONTH}(?:,?\s+{YEAR}{_YEAR_RU}?)?"
+    rf"|\b{_MONTH_EN}\s+\d{{1,2}}(?!\d)(?:st|nd|rd|th)?(?:,\s*{YEAR})?"
+    rf"|\b(?:{_SEASON}\s+(?:of\s+)?)?{_MONTH}\s+(?:of\s+)?{YEAR}{_YEAR_RU}?"
+    rf"|\b\d{{1,2}}\.\d{{1,2}}\.{YEAR}|\b{YEAR}-\d\d-\d\d\b"
+    rf"|\b{YEAR}-х(?:\s+годов|\s+гг\.)?"
+    rf"|\b(?:{_SEASON}\s+(?:of\s+)?)?{YEAR}(?:\s*[-–—]\s*(?:{YEAR}|\d\d))?(?:s\b)?{_YEAR_RU}?"
     rf"|\b\d{{1,2}}(?:st|nd|rd|th)\s+century|\b[IVXL]+\s+век[а-я]*|\b\d{{1,2}}(?:-?м|-?го)?\s+век[а-я]*",
     _F,
 )
@@ -92,7 +93,7 @@ _BARE_MONTH = re.compile(
 )
 # A half or quarter of the year alone ("во втором полугодии", "in the first quarter").
 _PART_OF_YEAR = re.compile(rf"\b{_PART_RU}|\b{_PART_EN}\b", _F)
-_LONE_YEAR = re.compile(rf"({_YEAR})\s*(?:года|году|годом|год|г\.)", _F)
+_LONE_YEAR = re.compile(rf"({YEAR})\s*(?:года|году|годом|год|г\.)", _F)
 AMOUNT_MARK = re.compile(rf"{_CURRENCY}|{_PERCENT}", _F)
 # A share said in words ("every fifth", "каждый пятый", "one in five", "two-thirds", "две трети")
 # answers "What proportion…" as a percentage does.
@@ -200,7 +201,7 @@ def typed_candidates(text: str, qtype: str, parts: bool = True) -> list[Candidat
                 continue
             a, b = _trim(text, m.start(), m.end())
             # a bare year is a date, not a quantity; a number inside a date ("4 December") too
-            if re.fullmatch(_YEAR, text[a:b]) or any(x <= a and b <= y for x, y in dates):
+            if re.fullmatch(YEAR, text[a:b]) or any(x <= a and b <= y for x, y in dates):
                 continue
             kind = "amount" if AMOUNT_MARK.search(text[a:b]) else "number"
             out.append(Candidate(a, b, kind))

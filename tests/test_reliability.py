@@ -712,13 +712,14 @@ def test_qa_serve_refuses_a_damaged_index(built, encoder, monkeypatch, capsys):
 
 
 def _children(pid: int) -> list[int]:
-    """The worker processes of ``pid`` (not multiprocessing's resource tracker)."""
+    """The worker processes of ``pid`` (not multiprocessing's resource tracker), read as
+    bench/run.py reads a process's children."""
     out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            if (int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid
-                    and b"spawn_main" in (stat.parent / "cmdline").read_bytes()):
-                out.append(int(stat.parent.name))
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            with contextlib.suppress(OSError):
+                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    out.append(int(child))
     return out
 
 
