@@ -151,7 +151,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.report and not args.out:
         _err("--report needs --out DIR")
         return EXIT_USAGE
-    paths = args.dataset or [PROJECT_ROOT / "eval" / name for name in ("technopolis.jsonl", "off-topic.jsonl", "xquad-dev")]
+    paths = args.dataset or [PROJECT_ROOT / "eval" / name
+                             for name in ("technopolis.jsonl", "follow-ups.jsonl", "off-topic.jsonl", "xquad-dev")]
     thresholds = None
     if args.gate:
         try:
@@ -330,7 +331,7 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="run eval sets and benchmarks; print metrics")
     e.add_argument("--dataset", type=Path, action="append",
                    help="a .jsonl eval set, a SQuAD .json file or a folder of parallel ones (repeatable; "
-                        "default: eval/technopolis.jsonl, eval/off-topic.jsonl and eval/xquad-dev)")
+                        "default: eval/technopolis.jsonl, eval/follow-ups.jsonl, eval/off-topic.jsonl and eval/xquad-dev)")
     e.add_argument("--setting", choices=SETTINGS_KINDS, action="append",
                    help="benchmark settings to run (repeatable; default all: same, cross, mixed)")
     e.add_argument("--limit", type=_at_least_one, help="only the first N questions of each setting")

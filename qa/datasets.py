@@ -39,6 +39,8 @@ class EvalItem:
     category: str | None
     # Question language -> language of the supporting source(s): "en→ru"; "en→none" when unanswerable.
     pair: str
+    # Earlier questions of the conversation, oldest first: the question is a follow-up to them.
+    history: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,10 +65,13 @@ def eval_item(row: dict[str, Any], doc_langs: dict[str, str]) -> EvalItem:
     if unknown:
         raise DatasetError(f"unknown doc_ids {unknown}")
     answerable = bool(row["answerable"])
+    history = row.get("history", [])
+    if not isinstance(history, list) or not all(isinstance(h, str) and h.strip() for h in history):
+        raise DatasetError("history must be a list of earlier questions (non-empty strings), oldest first")
     return EvalItem(
         qid=str(row["id"]), question=row["question"], lang=row["lang"], answers=tuple(row.get("answers", [])),
         doc_ids=doc_ids, answerable=answerable, category=row.get("category"),
-        pair=_pair(row["lang"], [doc_langs[d] for d in doc_ids] if answerable else []),
+        pair=_pair(row["lang"], [doc_langs[d] for d in doc_ids] if answerable else []), history=tuple(history),
     )
 
 

@@ -4,7 +4,9 @@ in a report can be traced to the questions behind it.
 
 A *system* is a retrieval mode plus an answer step. The run always includes the
 baselines (BM25 only, dense only, and the first sentence of the top passage) beside
-the fused system, so a change is judged against them.
+the fused system, so a change is judged against them; on a set of follow-up questions
+(items with a ``history``) also the fused system asked without the history, which
+measures what resolving a follow-up against the conversation is worth.
 
 Abstention is decided here from the recorded confidence and the configured
 threshold, exactly as ``QAService.ask`` does it; recording the withheld candidate as
@@ -36,6 +38,7 @@ class System:
     name: str
     mode: Mode
     answerer: str
+    history: bool = True  # False: each question is asked as if it opened the conversation
 
 
 def default_systems(settings: Settings) -> list[System]:
@@ -52,7 +55,8 @@ def run_items(items: Iterable[EvalItem], service: QAService, system: System, thr
     records = []
     for item in items:
         t = time.perf_counter()
-        ans = service.ask(item.question, mode=system.mode, answerer=system.answerer, threshold=0.0)
+        history = item.history if system.history else ()
+        ans = service.ask(item.question, history, mode=system.mode, answerer=system.answerer, threshold=0.0)
         latency = 1000 * (time.perf_counter() - t)
         retrieved: list[str] = []
         for p in ans.passages:
@@ -64,7 +68,8 @@ def run_items(items: Iterable[EvalItem], service: QAService, system: System, thr
         prediction = None if abstained else (ans.short_answer or ans.answer)
         first = ans.citations[0] if ans.citations and not abstained else None
         records.append({
-            **meta, "system": system.name, "id": item.qid, "question": item.question, "lang": item.lang,
+            **meta, "system": system.name, "id": item.qid, "question": item.question, "history": list(history),
+            "lang": item.lang,
             "pair": item.pair, "category": item.category, "answerable": item.answerable,
             "gold_answers": list(item.answers), "gold_doc_ids": list(item.doc_ids),
             "answer": shown, "short_answer": None if abstained else ans.short_answer,
@@ -190,7 +195,7 @@ def evaluate(
                 built[key] = QAService(build(list(es.docs), encoder, settings, clean=False), encoder, settings)
         service = built[key]
         items = es.items[:limit] if limit else es.items
-        for system in systems:
+        for system in _with_baselines(systems, items, settings):
             progress(f"{es.dataset} {es.setting} {system.name}: {len(items)} questions")
             records = run_items(items, service, system, settings.abstain_threshold,
                                 {"dataset": es.dataset, "setting": es.setting})
@@ -198,6 +203,14 @@ def evaluate(
             if records_dir is not None:
                 write_records(records_dir / f"{es.dataset}.{_slug(es.setting)}.{system.name}.jsonl", records)
     return results
+
+
+def _with_baselines(systems: list[System], items: tuple[EvalItem, ...], settings: Settings) -> list[System]:
+    """``systems``, and when some questions are follow-ups (have a history) the fused
+    system once more without it: the baseline that resolving follow-ups must beat."""
+    if not any(it.history for it in items) or not any(s.name == "fused" for s in systems):
+        return systems
+    return [*systems, System("fused-no-history", "fused", settings.answerer, history=False)]
 
 
 def _slug(text: str) -> str:

@@ -161,6 +161,13 @@ def test_follow_up_borrows_the_previous_topic(service):
     assert a.short_answer == "ноябре 2018 года"
 
 
+def test_follow_up_is_answered_for_its_own_words(service):
+    # The earlier question's words find the topic but weigh less (CARRIED) in choosing the
+    # sentence: counted in full, the sentence that answered it ("175 тыс. кв. м") won again.
+    a = service.ask("Сколько их вложили резиденты?", ["Какова площадь промышленного корпуса в столице?"], threshold=0.0)
+    assert (a.short_answer or "").startswith("500 млн") and "вложили" in (a.answer or "")
+
+
 @pytest.mark.parametrize(("question", "qtype"), [
     ("When was Technopolis founded?", "date"),
     ("In what year did the plant close?", "date"),

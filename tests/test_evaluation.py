@@ -102,6 +102,34 @@ def test_qa_eval_json_records_report_and_gate(monkeypatch, settings, tmp_path, c
     assert "below threshold" in capsys.readouterr().err
 
 
+def test_follow_up_set_keeps_its_history_and_a_baseline_without_it(monkeypatch, settings, tmp_path, capsys):
+    es = load_jsonl(DATA / "tiny-follow-ups.jsonl", DOC_LANGS)
+    assert es.items[0].history == ("Какова площадь промышленного корпуса в столице?",)
+    _env(monkeypatch, settings)
+    out = tmp_path / "out"
+    assert cli.main(["eval", "--dataset", str(DATA / "tiny-follow-ups.jsonl"), "--json", "--out", str(out)]) == 0
+    runs = json.loads(capsys.readouterr().out)["datasets"]["tiny-follow-ups"]["bundled sources"]
+    # follow-ups are also asked without their history: what resolving them is worth
+    assert set(runs) == {"fused", "bm25", "dense", "first-sentence", "fused-no-history"}
+    with_history, without = ([json.loads(line) for line in (out / "records" / f"tiny-follow-ups.bundled-sources.{name}.jsonl")
+                              .open(encoding="utf-8")] for name in ("fused", "fused-no-history"))
+    assert [r["history"] for r in with_history] == [list(it.history) for it in es.items]
+    assert all(r["history"] == [] for r in without)
+    # the Russian follow-up is only answerable with its history ("их" = the residents' money)
+    assert with_history[0]["correct"]["contains"]
+    # a set without follow-ups runs no such baseline (tiny-eval above: four systems)
+
+
+def test_follow_up_history_must_be_questions(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    row = {"id": "x", "question": "And when?", "lang": "en", "answers": ["2012"], "doc_ids": ["alpha-technopark"],
+           "answerable": True}
+    for history in ("When was Alpha founded?", [""], [3]):
+        bad.write_text(json.dumps({**row, "history": history}) + "\n", encoding="utf-8")
+        with pytest.raises(DatasetError, match="history must be a list"):
+            load_jsonl(bad, DOC_LANGS)
+
+
 def test_qa_eval_bad_input_exits_2(monkeypatch, settings, tmp_path, capsys):
     _env(monkeypatch, settings)
     assert cli.main(["eval", "--dataset", str(tmp_path / "missing.jsonl")]) == 2
