@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -32,6 +31,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
+
+from qa.workers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_CLIENTS = 200
@@ -51,12 +52,6 @@ def questions() -> list[str]:
     rows = [json.loads(line) for line in (ROOT / "eval" / "technopolis.jsonl").read_text(encoding="utf-8").splitlines()
             if line.strip()]
     return [r["question"] for r in rows]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(env_overrides: dict[str, str], workdir: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -47,6 +47,7 @@ import load  # noqa: E402  (bench/load.py, next to this file)
 from qa.config import Settings  # noqa: E402
 from qa.datasets import read_squad  # noqa: E402
 from qa.embedding import default_threads, load_encoder, threads_per_process  # noqa: E402
+from qa.workers import free_port  # noqa: E402
 
 XQUAD = ROOT.parent / "shared" / "benchmarks" / "xquad-dev"
 
@@ -188,7 +189,7 @@ def bench_http(clients: list[int], rates: list[float], duration: float, workers:
     With several workers each answers one question at a time (``QA_CPU_SLOTS``: cores
     shared out) unless ``env`` says otherwise."""
     env = {"QA_CPU_SLOTS": str(threads_per_process(workers)), **env}
-    port = load.free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     timer = ["/usr/bin/time", "-v"] if shutil.which("time") or Path("/usr/bin/time").exists() else []
     with tempfile.TemporaryDirectory() as tmp:

@@ -64,6 +64,14 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel has free on ``host`` now, for a test's or the benchmark's own server
+    (another process may take it before the server binds it; on loopback that is rare)."""
+    with socket.socket(_family(host), socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 def reuse_port_socket(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port`` in the port's ``SO_REUSEPORT`` group (not listening yet)."""
     sock = socket.socket(_family(host), socket.SOCK_STREAM)

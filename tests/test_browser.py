@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from typing import Any
 import pytest
 
 from qa.config import PROJECT_ROOT
+from qa.workers import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -78,12 +78,6 @@ def _require_browser() -> None:
         pytest.skip(problem)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=5) as r:
@@ -98,7 +92,7 @@ def _get(url: str) -> int:
 def _serve(tmp: Path, env: dict[str, str]) -> Iterator[dict[str, Any]]:
     """``uvicorn server:app`` on a free loopback port with a private question database."""
     db = tmp / "qa.sqlite3"
-    port = _free_port()
+    port = free_port()
     full_env = {**os.environ, "QA_DB_PATH": str(db), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **env}
     log_path = tmp / "server.log"
     with log_path.open("wb") as log:

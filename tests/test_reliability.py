@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from qa.index import build_lock, build_on_disk, current_dir, open_index
 from qa.limits import CpuRunner, Overloaded, RateLimiter
 from qa.pipeline import QAService
 from qa.store import Store
+from qa.workers import free_port
 
 TOKEN = "s3cret-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -408,12 +408,6 @@ def test_concurrent_asks_and_feedback_lose_nothing(make_client, tmp_path):
     assert _rows(db, "SELECT COUNT(*), SUM(rating = 'up') FROM feedback") == [(n, n // 2)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     try:
@@ -428,7 +422,7 @@ def _uvicorn(settings: Settings, db: Path, log: Path, workers: int = 0,
              **env: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``uvicorn server:app`` on a free port, or with ``workers`` the processes ``qa serve
     --workers`` runs (qa/workers.py)."""
-    port = _free_port()
+    port = free_port()
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "QA_SOURCES_DIR": str(settings.sources_dir),
                 "QA_INDEX_DIR": str(settings.index_dir), "QA_CHUNK_SIZE": str(settings.chunk_size),
                 "QA_CHUNK_OVERLAP": str(settings.chunk_overlap), "QA_DB_PATH": str(db), **env}
@@ -811,11 +805,11 @@ def test_workers_that_cannot_start_stop_the_server(capfd, monkeypatch, tmp_path)
 
     # not started again and again: the supervisor stops and says so (an app not found; one
     # that raises as it is imported)
-    assert workers.run("127.0.0.1", _free_port(), 2, app="no_such_module:app", log_level="critical") == 1
+    assert workers.run("127.0.0.1", free_port(), 2, app="no_such_module:app", log_level="critical") == 1
     assert "could not start" in capfd.readouterr().err
     (tmp_path / "fail").touch()
     monkeypatch.setenv("QA_TEST_FAIL_FLAG", str(tmp_path / "fail"))
-    assert workers.run("127.0.0.1", _free_port(), 2, app="tests.flaky_app:app", log_level="critical") == 1
+    assert workers.run("127.0.0.1", free_port(), 2, app="tests.flaky_app:app", log_level="critical") == 1
     assert "could not start" in capfd.readouterr().err
 
 
@@ -851,7 +845,7 @@ def test_two_workers_open_a_new_question_log_together(tmp_path):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the workers' own sockets are Linux's")
 def test_workers_replacement_that_cannot_start_is_tried_again_while_the_other_serves(tmp_path):
     flag = tmp_path / "fail"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "QA_TEST_FAIL_FLAG": str(flag)}
     proc = subprocess.Popen([sys.executable, "-m", "qa.workers", "--app", "tests.flaky_app:app", "--workers", "2",
                              "--port", str(port), "--log-level", "warning"], cwd=PROJECT_ROOT, env=env,
