@@ -42,17 +42,19 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
         r"|\bfor\s+(what|which)\s+(year|period)\b", _F)),
     ("amount", re.compile(
         # "what percentage", also past a verb, an article and one word: "What was the total investment…"
-        r"\bhow much (money|did|does|do|will|was|is|were)\b|\b(what|which)\s+((is|was|were|are)\s+)?(the\s+)?([\w-]+\s+)?"
+        r"\bhow much (money|did|does|do|will|was|is|were)\b|\b(what|which)\s+((is|was|were|are)\s+)?(the\s+)?([\w'’-]+\s+)?"
         r"(percentage|percent|share|proportion|amount|sum|price|cost|revenue|budget|investment|investments|turnover"
         rf"|fee|loan|rate)\b(?!\s+({_ORG_EN})\b)|\bhow expensive\b"  # not "Which investment firm…", an organisation
         r"|\bhow much\b(?!.*\b(space|area|land|room))"
-        r"|\bсколько\s+(стоит|стоил[аио]?|денег|средств|рубл\w*|доллар\w*|процент\w*|инвестиц\w*|вложил\w*|потрат\w*)"
+        r"|\bсколько\s+(\w+\s+)?(стоит|стоил[аио]?|денег|средств|рубл\w*|доллар\w*|процент\w*|инвестиц\w*|вложил\w*"
+        r"|потрат\w*)"
         r"|\bна\s+сколько\s+процент|\bкак(ой|ая|ую|ова|ов)\s+(\w+\s+)?(процент|доля|долю|объ[её]м\w*|сумм\w+|стоимость"
         r"|выручк\w+|бюджет|размер\s+инвестиц\w*|ставк\w+)|\bво\s+сколько\s+(обош|оцен)", _F)),
     ("number", re.compile(
         # past a verb also one word before the measure: "What is the total area…", "Какова совокупная площадь…"
         r"\bhow many\b|\bhow much\b|\bhow (big|large|long|tall|far|old|high|wide|deep|fast)\b|\b(what|which)\s+"
-        r"((is|was)\s+(the\s+)?([\w-]+\s+)?|the\s+)?(number|size|area|population|length|height|distance|capacity|floor space)\b"
+        r"((is|was)\s+(the\s+)?([\w'’-]+\s+)?|the\s+)?(number|size|area|population|length|height|distance|capacity"
+        r"|floor space)\b"
         r"|\bскольк(о|их|им|ими)\b|\bкако(е|го)\s+(число|количество)\b"
         r"|\bкаков[аоы]?\s+(\w+\s+)?(площадь|мощность|число|количество|размер|длина)\b|\bкакой\s+площад(?!к)"
         r"|\bкак\s+(давно|долго)\b|\b(под\s+каким\s+номером|какой\s+номер)\b|\bwhat\s+number\b"
@@ -175,6 +177,23 @@ def asked_quantity(question: str) -> Quantity:
     return Quantity(frozenset(st for _w, st in content), duration, tuple(w for w, _st in content if w.isalpha()), year,
                     frozenset() if _FACTOR.search(question) else frozenset(stem_word(group[a:b]) for a, b, _st in tokens),
                     rough)
+
+
+# A question about a sum of money ("How much does a ticket cost?", "Сколько стоит аренда?",
+# "What was its revenue?"), not a percentage or a rate: its answer names a currency.
+_MONEY_ASKED = re.compile(
+    r"\b(?:money|costs?|cost(?:ed|ing)|prices?|fees?|revenues?|budgets?|invest\w*|spen[dt]\w*|paid|pay\w*|loans?"
+    r"|funding|salar\w+|worth|earn\w*|turnover)\b"
+    r"|\b(?:сто(?:ит|или?|ило|ила|имост\w*)|цен[аыуе]|денег|деньг\w*|средств|рубл\w*|доллар\w*|инвестиц\w*|влож\w*"
+    r"|потрат\w*|выручк\w*|бюджет\w*|кредит\w*|заплат\w*|взнос\w*|зарплат\w*)\b", _F)
+_SHARE_ASKED = re.compile(r"\b(?:percent\w*|share|proportion|rates?)\b|\b(?:процент\w*|дол[яиюе]|ставк\w*)\b", _F)
+
+
+def asks_money(question: str) -> bool:
+    """Whether ``question`` asks for a sum of money (an "amount" question about a price, a
+    cost, a fee, revenue or an investment, not a percentage or a rate)."""
+    return (question_type(question) == "amount" and bool(_MONEY_ASKED.search(question))
+            and not _SHARE_ASKED.search(question))
 
 
 # The noun a "what / which / какой / сколько" question names ("Which museum…", "What kind of

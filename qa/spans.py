@@ -95,6 +95,9 @@ _BARE_MONTH = re.compile(
 _PART_OF_YEAR = re.compile(rf"\b{_PART_RU}|\b{_PART_EN}\b", _F)
 _LONE_YEAR = re.compile(rf"({YEAR})\s*(?:года|году|годом|год|г\.)", _F)
 AMOUNT_MARK = re.compile(rf"{_CURRENCY}|{_PERCENT}", _F)
+# A sum of money in a text: a currency sign, or a currency word standing alone ("руб." but
+# not the "руб" of "за рубежом", "pounds" but not "compounds").
+MONEY = re.compile(rf"[$€£₽]|(?<!\w){_CURRENCY}(?!\w)", _F)
 # A share said in words ("every fifth", "каждый пятый", "one in five", "two-thirds", "две трети")
 # answers "What proportion…" as a percentage does.
 _ORDINAL_WORD = (r"(?:second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|\d{1,2}(?:st|nd|rd|th)"

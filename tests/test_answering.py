@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from qa import cli
 from qa.pipeline import QAService
-from qa.questions import QuestionError, question_type, resolve_follow_up, validate_question
-from qa.spans import typed_candidates
+from qa.questions import QuestionError, asks_money, question_type, resolve_follow_up, validate_question
+from qa.spans import MONEY, typed_candidates
 from qa.text import word_tokens
 from tests.test_cli import _env
 
@@ -178,6 +178,9 @@ def test_follow_up_is_answered_for_its_own_words(service):
     ("Какую долю занимают резиденты?", "amount"),
     ("What was the total investment of the residents?", "amount"),
     ("What is the tax rate for the residents?", "amount"),
+    ("What was TechnoSpark's revenue in 2020?", "amount"),  # a possessive before the noun asked for
+    ("What was Warsaw's population in 1901?", "number"),
+    ("Сколько своих средств вложили предприятия?", "amount"),  # one word before "средств"
     ("Какова льготная ставка налога для резидентов?", "amount"),
     ("By what factor will the floor space grow?", "number"),
     ("Who opened the centre?", "person"),
@@ -196,6 +199,37 @@ def test_follow_up_is_answered_for_its_own_words(service):
 ])
 def test_question_types(question, qtype):
     assert question_type(question) == qtype
+
+
+@pytest.mark.parametrize(("question", "money"), [
+    ("How much does a ticket to the Expo Center cost?", True),
+    ("How much is the membership fee for the club?", True),
+    ("What was TechnoSpark's revenue in 2020?", True),
+    ("Сколько стоит аренда офиса в ОЭЗ?", True),
+    ("Сколько своих средств вложили предприятия?", True),
+    ("What is the tax rate for the residents?", False),  # a rate: a percentage answers it
+    ("Какую долю экспорта обеспечивают резиденты?", False),
+    ("How much cleanroom space was set aside?", False),
+    ("How many companies invest there?", False),  # a count
+])
+def test_questions_about_a_sum_of_money(question, money):
+    assert asks_money(question) is money
+
+
+def test_a_sum_of_money_is_told_by_its_currency():
+    for text in ("RUB 12 billion", "около 500 млн. долл.", "70,6 млрд руб.", "$5 million", "180 млрд рублей"):
+        assert MONEY.search(text), text
+    for text in ("поддержку производителей за рубежом", "organic compounds", "an area of 5,000 m^{2}", "99%"):
+        assert not MONEY.search(text), text
+
+
+def test_a_money_question_answered_without_a_sum_is_declined(service):
+    # the tiny corpus names no price: the best sentence is about something else, and is not shown
+    a = service.ask("How much does a ticket to Technopark Alpha cost?")
+    assert a.abstained and a.confidence == 0.0 and a.message and a.see_also
+    # where the sentence names the sum, the answer stands
+    a = service.ask("Сколько денег вложили резиденты в 2015 году?", threshold=0.0)
+    assert not a.abstained and (a.short_answer or "").startswith("500 млн") and a.features["money_missing"] == 0.0
 
 
 def test_typed_candidates_in_both_languages():
