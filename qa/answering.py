@@ -19,7 +19,7 @@ import numpy as np
 from qa.config import confidence_weights
 from qa.index import IndexData, WordVectors
 from qa.metrics import answer_lang, normalize_answer
-from qa.questions import NO_QUANTITY, TIME_UNIT, Quantity, asked_quantity, asks_money, focus_word
+from qa.questions import NO_QUANTITY, TIME_UNIT, Quantity, asked_quantity, asks_money, asks_several, focus_word
 from qa.spans import (
     FIGURE_WORD,
     MONEY,
@@ -448,7 +448,7 @@ class Extractor:
         qf = self.question_focus(question)
         i = self.reread(t, scores, question, q_terms, qtype, lang, qf)
         doc_id = t.spans[i][0]
-        start, end = self._extend(i, t, scores, qtype, q_terms)
+        start, end = self._extend(i, t, scores, qtype, q_terms, several=asks_several(question or query))
         doc = index.docs[doc_id]
         # across languages no stem is shared, so the question's words are found by vector;
         # within one language that adds near-synonyms and lost 2-5 F1 on XQuAD dev
@@ -569,7 +569,7 @@ class Extractor:
         return _not_question_words(_shapes_with_stems(text, qtype), q_terms)
 
     def _extend(self, i: int, t: SentenceTable, scores: np.ndarray, qtype: str,
-                q_terms: dict[str, float]) -> tuple[int, int]:
+                q_terms: dict[str, float], several: bool = False) -> tuple[int, int]:
         """One sentence, or more when one is not enough: a lead-in ending in ":" takes its
         list; a sentence without the asked date/number takes a neighbour that has it; a
         neighbour holding much of the question the sentence misses, or scoring nearly as
@@ -578,6 +578,10 @@ class Extractor:
         text = self.index.docs[doc_id].text
         if text[start:end].rstrip().endswith(":"):
             return start, _list_end(text, end)
+        if several:
+            whole = self._whole_list(t.rows[i], text, start, end)
+            if whole is not None:
+                return whole
         by_row = {r: k for k, r in enumerate(t.rows)}
         mass = sum(q_terms.values()) or 1.0
         own = self.sentence_stems(doc_id, start, end)
@@ -596,6 +600,31 @@ class Extractor:
         if choice is None:
             return start, end
         return min(start, choice[0]), max(end, choice[1])
+
+    def _whole_list(self, row: int, text: str, start: int, end: int) -> tuple[int, int] | None:
+        """For a question asking for a list: the lead-in ("… includes:") with all its items
+        when sentence ``row`` (``start``..``end``) is one of the items or stands just before
+        the lead-in on its line; None otherwise. One item alone ("- Incentive rate of profit
+        tax…") answers "what privileges do residents enjoy?" in part only."""
+        sents = self._sentences
+        doc = sents[row][0]
+
+        def line_start(pos: int) -> int:
+            return text.rfind("\n", 0, pos) + 1
+
+        if _LIST_ITEM.match(text, line_start(start)):
+            k = row
+            while k > 0 and sents[k - 1][0] == doc and _LIST_ITEM.match(text, line_start(sents[k - 1][1])):
+                k -= 1
+            if k == 0 or sents[k - 1][0] != doc:
+                return None
+            _d, a, b = sents[k - 1]
+            return (a, _list_end(text, b)) if text[a:b].rstrip().endswith(":") else None
+        if row + 1 < len(sents) and sents[row + 1][0] == doc:
+            _d, a, b = sents[row + 1]
+            if text[a:b].rstrip().endswith(":") and "\n" not in text[end:a]:
+                return start, _list_end(text, b)
+        return None
 
     def matched_words(self, sent: str, tokens: list[tuple[int, int, str | None]], q_terms: dict[str, float],
                       qwords: tuple[np.ndarray, np.ndarray] | None = None) -> dict[int, float]:

@@ -88,6 +88,21 @@ def question_type(question: str) -> str:
     return "other"
 
 
+# "Which sectors…", "What other privileges…", "Какие меры…": several things are asked for (a
+# plural noun after the question word), whatever the type of each.
+_AUX = r"(?:does|do|did|is|was|are|were|has|have|had|will|can)\b"
+_SEVERAL = re.compile(
+    rf"\b[Ww](?:hich|hat)\s+(?:other\s+|kinds?\s+of\s+|types?\s+of\s+)?(?:(?!{_AUX})[a-z-]+\s+)?(?!{_AUX})"
+    r"[a-z-]+[^s\W]s\b(?<!ss)(?<!us)(?<!is)"
+    r"|\b[Кк]ак(?:ие|их|ими)\b|\b[Пп]еречисл\w*|\b(?:[Ll]ist|[Nn]ame the)\b", re.UNICODE)
+
+
+def asks_several(question: str) -> bool:
+    """Whether ``question`` asks for several things ("Which sectors…?", "Какие меры…?"):
+    a list that the sources give as items answers it whole (``Extractor._extend``)."""
+    return question_type(question) == "list" or bool(_SEVERAL.search(question))
+
+
 # A follow-up is short and leans on the previous turn: a pronoun or an opening "and".
 _FOLLOW_UP = re.compile(
     r"^\s*(and|also|what about|how about)\b|\b(it|its|they|their|them|there|he|she|his|her|this|that)\b"

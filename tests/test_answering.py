@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from qa import cli
 from qa.pipeline import QAService
-from qa.questions import QuestionError, asks_money, question_type, resolve_follow_up, validate_question
+from qa.questions import QuestionError, asks_money, asks_several, question_type, resolve_follow_up, validate_question
 from qa.spans import MONEY, typed_candidates
 from qa.text import word_tokens
 from tests.test_cli import _env
@@ -840,3 +840,34 @@ def test_a_where_question_takes_the_phrase_a_locative_preposition_governs():
     parse = with_heads(en, [("The", "DET"), ("crew", "NOUN"), ("trained", "VERB"), ("in", "ADP"), ("an", "DET"),
                             ("altitude", "NOUN"), ("chamber", "NOUN")], [1, 2, -1, 2, 6, 6, 3])
     assert [en[c.start:c.end] for c in place_phrases(en, parse)] == ["altitude chamber"]
+
+
+@pytest.mark.parametrize(("question", "several"), [
+    ("Which priority sectors are residents chosen from?", True),
+    ("Apart from tax breaks, what other privileges do residents enjoy?", True),
+    ("What kinds of exhibitions does the Expo Center host?", True),
+    ("Какие меры поддержки продолжатся?", True),
+    ("What does NeoPhotonics produce?", False),  # a verb after "does", a name
+    ("What is the status of the SEZ?", False),
+    ("Which tax rate do anchor residents pay?", False),
+])
+def test_questions_asking_for_several_things(question, several):
+    assert asks_several(question) is several
+
+
+def test_a_list_item_is_answered_with_its_whole_list(settings, encoder):
+    from qa.index import build_on_disk, open_index
+
+    (settings.sources_dir / "delta-park.txt").write_text(
+        "= Technopark Delta =\n\nTechnopark Delta opened in 2019 in the east of Moscow. Its residents enjoy several "
+        "privileges, including:\n- Incentive rate of property tax for ten years\n- A customs post on the territory\n"
+        "- Subsidies for new equipment\n\nThe park covers 12 hectares.\n", encoding="utf-8")
+    build_on_disk(settings, encoder=encoder)
+    service = QAService(open_index(settings), encoder, settings)
+    # several things asked: the lead-in and every item (the item chosen and its lead-in only, before)
+    a = service.ask("Which privileges do Delta residents enjoy besides the property tax rate?", threshold=0.0)
+    assert (a.answer or "").startswith("Its residents enjoy") and a.answer.endswith("- Subsidies for new equipment")
+    check_invariants(a, service)
+    # one thing asked: the item alone
+    a = service.ask("Which tax rate do residents of Technopark Delta get for ten years?", threshold=0.0)
+    assert a.answer == "- Incentive rate of property tax for ten years"
