@@ -122,6 +122,8 @@ OTHER_CLAUSE = 0.25
 # sentence they weigh half as much as the follow-up's own, or the sentence that answered
 # the earlier question wins again (eval/follow-ups.jsonl: containment 0.812 -> 0.854).
 CARRIED = 0.5
+# A list item that holds this much of the question (``soft``) answers it alone (``_whole_list``).
+ITEM_ALONE = 0.5
 _YEAR_WORD = re.compile(YEAR)
 _POSSESSIVE = re.compile(r"\w['’]s$")
 _LIST_ITEM = re.compile(r"\s*(?:[-•*–]|\d+[.)])\s")
@@ -448,14 +450,18 @@ class Extractor:
         qf = self.question_focus(question)
         i = self.reread(t, scores, question, q_terms, qtype, lang, qf)
         doc_id = t.spans[i][0]
-        start, end = self._extend(i, t, scores, qtype, q_terms, several=asks_several(question or query))
+        several = asks_several(question or query)
+        start, end = self._extend(i, t, scores, qtype, q_terms, several=several)
         doc = index.docs[doc_id]
         # across languages no stem is shared, so the question's words are found by vector;
         # within one language that adds near-synonyms and lost 2-5 F1 on XQuAD dev
         cross = qwords if doc.lang != lang else None
         counted = asked_quantity(question)
+        # several things asked and a list given: the list is the answer, no one phrase of it
+        # (the phrase model marked "the priority" of its lead-in)
+        listed = several and any(_LIST_ITEM.match(line) for line in doc.text[start:end].splitlines()[1:])
         short = self._short(doc_id, start, end, qtype, q_terms, question_word(question), cross,
-                            counted, qf) if qtype in SHORT else None
+                            counted, qf) if qtype in SHORT and not listed else None
         ranked = np.sort(scores)[::-1]
         features = {f: float(v) for f, v in zip(FEATURES, t.x[i], strict=True)}
         features |= {"score": float(scores[i]), "margin": float(ranked[0] - ranked[1]) if len(ranked) > 1 else 0.0,
@@ -579,7 +585,7 @@ class Extractor:
         if text[start:end].rstrip().endswith(":"):
             return start, _list_end(text, end)
         if several:
-            whole = self._whole_list(t.rows[i], text, start, end)
+            whole = self._whole_list(t.rows[i], text, start, end, float(t.x[i, FEATURES.index("soft")]))
             if whole is not None:
                 return whole
         by_row = {r: k for k, r in enumerate(t.rows)}
@@ -601,11 +607,14 @@ class Extractor:
             return start, end
         return min(start, choice[0]), max(end, choice[1])
 
-    def _whole_list(self, row: int, text: str, start: int, end: int) -> tuple[int, int] | None:
-        """For a question asking for a list: the lead-in ("… includes:") with all its items
-        when sentence ``row`` (``start``..``end``) is one of the items or stands just before
-        the lead-in on its line; None otherwise. One item alone ("- Incentive rate of profit
-        tax…") answers "what privileges do residents enjoy?" in part only."""
+    def _whole_list(self, row: int, text: str, start: int, end: int, share: float) -> tuple[int, int] | None:
+        """For a question asking for several things: the lead-in ("… includes:") with all its
+        items when sentence ``row`` (``start``..``end``) is one of the items, unless the item
+        holds most of the question itself (``share``: its coverage of the question by word
+        vector, ``ITEM_ALONE``: "Which firms belong to the Composite holding?" is answered by
+        the holding's item), or when the sentence stands just before the lead-in on its
+        line; None otherwise. One item alone ("- Incentive rate of profit tax…") answers
+        "what privileges do residents enjoy?" in part only."""
         sents = self._sentences
         doc = sents[row][0]
 
@@ -613,6 +622,8 @@ class Extractor:
             return text.rfind("\n", 0, pos) + 1
 
         if _LIST_ITEM.match(text, line_start(start)):
+            if share >= ITEM_ALONE:
+                return None
             k = row
             while k > 0 and sents[k - 1][0] == doc and _LIST_ITEM.match(text, line_start(sents[k - 1][1])):
                 k -= 1

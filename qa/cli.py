@@ -126,7 +126,8 @@ def _render_answer(answer: Any, color: bool) -> str:
             lines.append("See also:" if answer.lang == "en" else "Смотрите также:")
             lines += [f"  [{c.n}] {c.title} ({c.doc_id}, {c.start}-{c.end})" for c in answer.see_also]
         return "\n".join(lines).rstrip()
-    text = " ".join(answer.answer.split())
+    # each line's spacing evened out; a list answer keeps its items on their lines
+    text = "\n".join(" ".join(line.split()) for line in answer.answer.splitlines() if line.strip())
     short = " ".join(answer.short_answer.split()) if answer.short_answer else None
     if short and color and short in text:
         text = text.replace(short, f"\033[1;4m{short}\033[0m", 1)

@@ -861,13 +861,21 @@ def test_a_list_item_is_answered_with_its_whole_list(settings, encoder):
     (settings.sources_dir / "delta-park.txt").write_text(
         "= Technopark Delta =\n\nTechnopark Delta opened in 2019 in the east of Moscow. Its residents enjoy several "
         "privileges, including:\n- Incentive rate of property tax for ten years\n- A customs post on the territory\n"
-        "- Subsidies for new equipment\n\nThe park covers 12 hectares.\n", encoding="utf-8")
+        "- Subsidies for new equipment\n\nThe park covers 12 hectares. Its tenants include:\n"
+        "- Holding Company Composite, which includes Prepreg SKM and the Nanotech Center\n- Radius Group\n"
+        "- NovaMedica\n", encoding="utf-8")
     build_on_disk(settings, encoder=encoder)
     service = QAService(open_index(settings), encoder, settings)
     # several things asked: the lead-in and every item (the item chosen and its lead-in only, before)
     a = service.ask("Which privileges do Delta residents enjoy besides the property tax rate?", threshold=0.0)
     assert (a.answer or "").startswith("Its residents enjoy") and a.answer.endswith("- Subsidies for new equipment")
     check_invariants(a, service)
+    # the list is the answer: no one phrase of it is marked, and its items keep their lines
+    assert a.short_answer is None
+    assert "including:\n- Incentive rate" in cli._render_answer(a, color=False)
+    # an item that holds most of the question answers it alone, though several firms are asked for
+    a = service.ask("Which firms belong to the Composite holding?", threshold=0.0)
+    assert a.answer == "- Holding Company Composite, which includes Prepreg SKM and the Nanotech Center"
     # one thing asked: the item alone
     a = service.ask("Which tax rate do residents of Technopark Delta get for ten years?", threshold=0.0)
     assert a.answer == "- Incentive rate of property tax for ten years"
