@@ -204,6 +204,14 @@ _MONEY_ASKED = re.compile(
 _SHARE_ASKED = re.compile(r"\b(?:percent\w*|share|proportion|rates?)\b|\b(?:процент\w*|дол[яиюе]|ставк\w*)\b", _F)
 
 
+_PERCENT_ASKED = re.compile(r"\bpercent\w*|\bпроцент\w*", _F)
+
+
+def asks_percent(question: str) -> bool:
+    """Whether ``question`` asks for a percentage ("What percentage…", "Сколько процентов…")."""
+    return question_type(question) == "amount" and bool(_PERCENT_ASKED.search(question))
+
+
 def asks_money(question: str) -> bool:
     """Whether ``question`` asks for a sum of money (an "amount" question about a price, a
     cost, a fee, revenue or an investment, not a percentage or a rate)."""

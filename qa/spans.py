@@ -98,6 +98,8 @@ AMOUNT_MARK = re.compile(rf"{_CURRENCY}|{_PERCENT}", _F)
 # A sum of money in a text: a currency sign, or a currency word standing alone ("руб." but
 # not the "руб" of "за рубежом", "pounds" but not "compounds").
 MONEY = re.compile(rf"[$€£₽]|(?<!\w){_CURRENCY}(?!\w)", _F)
+# A percentage in a text: "%", "percent", "процентов", "п. п." (a share in words is ``SHARE``).
+PERCENT = re.compile(_PERCENT, _F)
 # A share said in words ("every fifth", "каждый пятый", "one in five", "two-thirds", "две трети")
 # answers "What proportion…" as a percentage does.
 _ORDINAL_WORD = (r"(?:second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|\d{1,2}(?:st|nd|rd|th)"

@@ -12,8 +12,16 @@ from hypothesis import strategies as st
 
 from qa import cli
 from qa.pipeline import QAService
-from qa.questions import QuestionError, asks_money, asks_several, question_type, resolve_follow_up, validate_question
-from qa.spans import MONEY, typed_candidates
+from qa.questions import (
+    QuestionError,
+    asks_money,
+    asks_percent,
+    asks_several,
+    question_type,
+    resolve_follow_up,
+    validate_question,
+)
+from qa.spans import MONEY, PERCENT, typed_candidates
 from qa.text import word_tokens
 from tests.test_cli import _env
 
@@ -221,6 +229,24 @@ def test_a_sum_of_money_is_told_by_its_currency():
         assert MONEY.search(text), text
     for text in ("поддержку производителей за рубежом", "organic compounds", "an area of 5,000 m^{2}", "99%"):
         assert not MONEY.search(text), text
+
+
+@pytest.mark.parametrize(("question", "percent"), [
+    ("What percentage of the residents are foreign?", True),
+    ("Сколько процентов площадей заполнено?", True),
+    ("What share of the land is used?", False),  # a share may be said in words or as a fraction
+    ("How many residents are foreign?", False),
+])
+def test_questions_about_a_percentage(question, percent):
+    assert asks_percent(question) is percent
+
+
+def test_a_percentage_question_answered_without_one_is_declined(service):
+    # the tiny corpus gives no percentage: the best sentence is not shown
+    a = service.ask("What percentage of Technopark Alpha's residents work in robotics?")
+    assert a.abstained and a.confidence == 0.0
+    assert PERCENT.search("заполненность достигла 99%") and PERCENT.search("15 percent")
+    assert not PERCENT.search("99 companies")
 
 
 def test_a_money_question_answered_without_a_sum_is_declined(service):
