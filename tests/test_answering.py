@@ -905,3 +905,20 @@ def test_a_list_item_is_answered_with_its_whole_list(settings, encoder):
     # one thing asked: the item alone
     a = service.ask("Which tax rate do residents of Technopark Delta get for ten years?", threshold=0.0)
     assert a.answer == "- Incentive rate of property tax for ten years"
+
+
+def test_a_date_question_answered_without_a_date_is_declined(settings, encoder):
+    from qa.index import build_on_disk, open_index
+
+    (settings.sources_dir / "epsilon-park.txt").write_text(
+        "= Technopark Epsilon =\n\nTechnopark Epsilon makes industrial robots for car factories.\n\n"
+        "Its engineers design grippers and welding arms.\n", encoding="utf-8")
+    build_on_disk(settings, encoder=encoder)
+    service = QAService(open_index(settings), encoder, settings)
+    # the sentence about Epsilon's robots (and its neighbours) holds no date: it is no answer to "when"
+    a = service.ask("When did Technopark Epsilon start making industrial robots?", threshold=0.0)
+    assert a.features["date_missing"] == 1.0 and a.confidence == 0.0
+    assert service.ask("When did Technopark Epsilon start making industrial robots?").abstained
+    # a sentence with the date stands
+    a = service.ask("When was Technopark Alpha founded?", threshold=0.0)
+    assert a.features["date_missing"] == 0.0 and a.confidence > 0.0
