@@ -881,17 +881,23 @@ def test_questions_asking_for_several_things(question, several):
     assert asks_several(question) is several
 
 
-def test_a_list_item_is_answered_with_its_whole_list(settings, encoder):
+def _with_source(settings, encoder, doc_id: str, text: str) -> QAService:
+    """A service over the tiny corpus (a private copy) with one more source."""
     from qa.index import build_on_disk, open_index
 
-    (settings.sources_dir / "delta-park.txt").write_text(
+    (settings.sources_dir / f"{doc_id}.txt").write_text(text, encoding="utf-8")
+    build_on_disk(settings, encoder=encoder)
+    return QAService(open_index(settings), encoder, settings)
+
+
+def test_a_list_item_is_answered_with_its_whole_list(settings, encoder):
+    service = _with_source(
+        settings, encoder, "delta-park",
         "= Technopark Delta =\n\nTechnopark Delta opened in 2019 in the east of Moscow. Its residents enjoy several "
         "privileges, including:\n- Incentive rate of property tax for ten years\n- A customs post on the territory\n"
         "- Subsidies for new equipment\n\nThe park covers 12 hectares. Its tenants include:\n"
         "- Holding Company Composite, which includes Prepreg SKM and the Nanotech Center\n- Radius Group\n"
-        "- NovaMedica\n", encoding="utf-8")
-    build_on_disk(settings, encoder=encoder)
-    service = QAService(open_index(settings), encoder, settings)
+        "- NovaMedica\n")
     # several things asked: the lead-in and every item (the item chosen and its lead-in only, before)
     a = service.ask("Which privileges do Delta residents enjoy besides the property tax rate?", threshold=0.0)
     assert (a.answer or "").startswith("Its residents enjoy") and a.answer.endswith("- Subsidies for new equipment")
@@ -908,13 +914,10 @@ def test_a_list_item_is_answered_with_its_whole_list(settings, encoder):
 
 
 def test_a_date_question_answered_without_a_date_is_declined(settings, encoder):
-    from qa.index import build_on_disk, open_index
-
-    (settings.sources_dir / "epsilon-park.txt").write_text(
+    service = _with_source(
+        settings, encoder, "epsilon-park",
         "= Technopark Epsilon =\n\nTechnopark Epsilon makes industrial robots for car factories.\n\n"
-        "Its engineers design grippers and welding arms.\n", encoding="utf-8")
-    build_on_disk(settings, encoder=encoder)
-    service = QAService(open_index(settings), encoder, settings)
+        "Its engineers design grippers and welding arms.\n")
     # the sentence about Epsilon's robots (and its neighbours) holds no date: it is no answer to "when"
     a = service.ask("When did Technopark Epsilon start making industrial robots?", threshold=0.0)
     assert a.features["date_missing"] == 1.0 and a.confidence == 0.0
