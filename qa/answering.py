@@ -448,7 +448,11 @@ class Extractor:
         return np.array([i for i, _v in pairs], dtype=np.int64), np.array([v for _i, v in pairs], dtype=np.float64)
 
     def __call__(self, index: IndexData, passages: list[Passage], *, question: str = "", query: str = "",
-                 qtype: str = "other", lang: str = "en", qvec: np.ndarray | None = None) -> Draft | None:
+                 qtype: str = "other", lang: str = "en", qvec: np.ndarray | None = None,
+                 earlier: str = "") -> Draft | None:
+        """The answer to ``question`` from ``passages`` (``query``: the question as searched,
+        a follow-up with the earlier question appended; ``earlier``: the conversation's last
+        question, whose words the short answer never consists of only)."""
         if not passages or qvec is None:
             return None
         own = question if query and question and query != question else None
@@ -471,8 +475,11 @@ class Extractor:
         # several things asked and a list given: the list is the answer, no one phrase of it
         # (the phrase model marked "the priority" of its lead-in)
         listed = several and any(_LIST_ITEM.match(line) for line in doc.text[start:end].splitlines()[1:])
+        # what the conversation already named is not the answer ("Which minister visited it…?"
+        # after "Where is Technopolis Moscow located?": "Technopolis Moscow" is "it")
+        known = frozenset(q_terms) | frozenset(tokenize(earlier))
         short = self._short(doc_id, start, end, qtype, q_terms, question_word(question), cross,
-                            counted, qf) if qtype in SHORT and not listed else None
+                            counted, qf, known) if qtype in SHORT and not listed else None
         ranked = np.sort(scores)[::-1]
         features = {f: float(v) for f, v in zip(FEATURES, t.x[i], strict=True)}
         features |= {"score": float(scores[i]), "margin": float(ranked[0] - ranked[1]) if len(ranked) > 1 else 0.0,
@@ -679,10 +686,13 @@ class Extractor:
 
     def _short(self, doc_id: str, start: int, end: int, qtype: str, q_terms: dict[str, float],
                wh: str = "none", qwords: tuple[np.ndarray, np.ndarray] | None = None,
-               counted: Quantity = NO_QUANTITY, qf: QuestionFocus | None = None) -> tuple[int, int] | None:
+               counted: Quantity = NO_QUANTITY, qf: QuestionFocus | None = None,
+               known: frozenset[str] = frozenset()) -> tuple[int, int] | None:
         """The short-answer range inside ``[start, end)`` of a document: for a person, why /
         how or untyped question the learned phrase model's choice, otherwise the candidate
-        of the asked type closest to the words standing for the question's."""
+        of the asked type closest to the words standing for the question's. Never a phrase
+        or name made only of the question's words or of ``known`` stems (the conversation's),
+        unless there is no other."""
         sent = self.index.docs[doc_id].text[start:end]
         tokens = word_tokens(sent)
         weights = self.matched_words(sent, tokens, q_terms, qwords)
@@ -691,8 +701,12 @@ class Extractor:
             # also with no question word in the sentence (an answer across languages): the
             # model's shape features alone still beat no short answer there (XQuAD EN→RU /
             # RU→EN F1 21.4 / 23.2 with, 19.3 / 21.6 without; same-language unchanged)
-            pick = self.spans.pick(*self.phrase_features(doc_id, start, end, tokens, matched, qf), tokens, qtype, wh)
+            echo = matched | {i for i, (_a, _b, st) in enumerate(tokens) if st in known}
+            pick = self.spans.pick(*self.phrase_features(doc_id, start, end, tokens, matched, qf), tokens, qtype, wh,
+                                   echo)
         else:
+            if qtype in NAMES:  # a name made of the conversation's words is no answer either
+                q_terms = {st: 0.0 for st in known} | q_terms
             pick = self.closest_typed(sent, tokens, matched, qtype, q_terms, weights, counted,
                                       self.index.parse(doc_id, start, end) if qtype in NAMES else EMPTY,
                                       qf.stem if qf else None, across=qwords is not None)

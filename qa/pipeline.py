@@ -67,7 +67,8 @@ class QAService:
                 draft = first_sentence(self.index, passages)
             else:
                 draft = self.extractor(self.index, passages, question=question, query=query,
-                                       qtype=question_type(question), lang=lang, qvec=qvec)
+                                       qtype=question_type(question), lang=lang, qvec=qvec,
+                                       earlier=next((h for h in reversed(history) if h.strip()), ""))
         limit = self.settings.abstain_threshold if threshold is None else threshold
         if draft is None or draft.confidence < limit:
             return Answer(question=question, lang=lang, abstained=True, answer=None, short_answer=None,

@@ -797,12 +797,26 @@ class SpanScorer:
 
     def best(self, text: str, tokens: list[tuple[int, int, str | None]], matched: set[int], qtype: str,
              wh: str, parse: Parse = EMPTY) -> Candidate | None:
-        return self.pick(*span_matrix(text, tokens, matched, parse), tokens, qtype, wh)
+        return self.pick(*span_matrix(text, tokens, matched, parse), tokens, qtype, wh, matched)
 
     def pick(self, first: np.ndarray, last: np.ndarray, x: np.ndarray, tokens: list[tuple[int, int, str | None]],
-             qtype: str, wh: str) -> Candidate | None:
-        """The best-scored of the candidates ``span_matrix`` returned (None: there are none)."""
+             qtype: str, wh: str, matched: set[int] = frozenset()) -> Candidate | None:
+        """The best-scored of the candidates ``span_matrix`` returned (None: there are none)
+        that is not made only of words standing for the question's (``matched``): the model
+        answered "Who did John Elway play for…?" with "John Elway". (Such a phrase is kept
+        when no other is there.)"""
         if not len(first):
             return None
-        k = int(np.argmax(x @ self.column_weights(wh, qtype)))
+        score = x @ self.column_weights(wh, qtype)
+        if matched:
+            content = np.array([st is not None for _a, _b, st in tokens])
+            asked = np.array([i in matched for i in range(len(tokens))])
+            # per candidate: content tokens, and content tokens that are the question's
+            n_content = np.concatenate([[0], np.cumsum(content)])
+            n_asked = np.concatenate([[0], np.cumsum(content & asked)])
+            own = n_content[last + 1] - n_content[first]
+            echo = (own > 0) & (n_asked[last + 1] - n_asked[first] == own)
+            if not echo.all():
+                score = np.where(echo, -np.inf, score)
+        k = int(np.argmax(score))
         return Candidate(tokens[first[k]][0], tokens[last[k]][1], "phrase")

@@ -21,7 +21,7 @@ from qa.questions import (
     resolve_follow_up,
     validate_question,
 )
-from qa.spans import MONEY, PERCENT, typed_candidates
+from qa.spans import MONEY, PERCENT, Candidate, typed_candidates
 from qa.text import word_tokens
 from tests.test_cli import _env
 
@@ -925,3 +925,34 @@ def test_a_date_question_answered_without_a_date_is_declined(settings, encoder):
     # a sentence with the date stands
     a = service.ask("When was Technopark Alpha founded?", threshold=0.0)
     assert a.features["date_missing"] == 0.0 and a.confidence > 0.0
+
+
+def test_the_short_answer_is_never_the_questions_own_words(settings, encoder):
+    service = _with_source(
+        settings, encoder, "zeta-park",
+        "= Technopark Zeta =\n\nTechnopark Zeta lies in the south of Moscow.\n\n"
+        "In February 2014, Technopark Zeta was visited by the Minister of Industry Ivan Sidorov.\n\n"
+        "Rostelecom is expected to buy the products of Zeta Photonics.\n")
+    # "it" is the park the conversation named: the minister is the answer, not the park
+    a = service.ask("Which minister visited it in February 2014?", ["Where is Technopark Zeta located?"],
+                    threshold=0.0)
+    assert "Ivan Sidorov" in (a.answer or "") and a.short_answer == "Ivan Sidorov"
+    check_invariants(a, service)
+    a = service.ask("Which company is expected to buy its products?", ["What does Zeta Photonics make?"],
+                    threshold=0.0)
+    assert "Rostelecom" in (a.answer or "") and a.short_answer == "Rostelecom"
+
+
+def test_a_phrase_of_question_words_is_picked_only_when_no_other_is_there():
+    from qa.spans import SPAN_BASE, SpanScorer
+
+    tokens = [(0, 4, "john"), (5, 10, "elway"), (11, 18, "bronco")]
+    first, last = np.array([0, 2]), np.array([1, 2])
+    x = np.zeros((2, len(SPAN_BASE)), dtype=np.float32)
+    x[0, SPAN_BASE.index("L2")] = 1.0  # the model prefers the two-word phrase
+    scorer = SpanScorer({"L2": 1.0})
+    assert scorer.pick(first, last, x, tokens, "person", "who") == Candidate(0, 10, "phrase")
+    # "John Elway" is the question's ("Who did John Elway play for?"): the next phrase answers
+    assert scorer.pick(first, last, x, tokens, "person", "who", {0, 1}) == Candidate(11, 18, "phrase")
+    # every phrase is the question's: the model's pick stands
+    assert scorer.pick(first, last, x, tokens, "person", "who", {0, 1, 2}) == Candidate(0, 10, "phrase")
