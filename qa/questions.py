@@ -62,6 +62,8 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("person", re.compile(
         rf"^\s*(and\s+)?(who|whom|whose)\b|\b(what|which)\s+([\w-]+\s+){{0,2}}({_PERSON_EN})\b|\bwho\b"
         rf"|^\s*(а\s+|и\s+)?(кто|кого|кому|кем|чей|чья|чьё|чье|чьи)\b|\bкто\b"
+        # past a preposition or a noun too: "За кого…", "С кем…", "В честь кого…", "Фрагменты чьей стены…"
+        rf"|\b(кого|кому|кем|ком|чьей|чьего|чьему|чьим|чьих|чью|чей|чья|чьё|чье|чьи|whom|whose)\b"
         rf"|\bкак(ой|ая|ие|ого|ому)\s+(\w+\s+)?({_PERSON_RU})", _F)),
     ("organisation", re.compile(
         rf"\b(what|which)\s+([\w-]+\s+){{0,2}}({_ORG_EN})\b"

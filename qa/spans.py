@@ -808,6 +808,10 @@ class SpanScorer:
         if not len(first):
             return None
         score = x @ self.column_weights(wh, qtype)
+        if qtype == "person":  # a person is no date or figure ("Who led the committee…?" -> "July 1961")
+            figure = (x[:, _COL["t_eq_date"]] > 0) | (x[:, _COL["t_eq_number"]] > 0)
+            if not figure.all():
+                score = np.where(figure, -np.inf, score)
         if matched:
             content = np.array([st is not None for _a, _b, st in tokens])
             asked = np.array([i in matched for i in range(len(tokens))])

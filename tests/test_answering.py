@@ -193,6 +193,9 @@ def test_follow_up_is_answered_for_its_own_words(service):
     ("By what factor will the floor space grow?", "number"),
     ("Who opened the centre?", "person"),
     ("Кто открыл центр?", "person"),
+    ("За кого играл вратарь в финале?", "person"),  # past a preposition
+    ("Фрагменты чьей стены видны в городе?", "person"),
+    ("С кем сотрудничал инженер?", "person"),
     ("Which company makes lithography machines?", "organisation"),
     ("Which investment firm holds the lab?", "organisation"),
     ("На какой площадке работают кластеры?", "organisation"),  # a site; "какой площади" is an area
@@ -956,3 +959,16 @@ def test_a_phrase_of_question_words_is_picked_only_when_no_other_is_there():
     assert scorer.pick(first, last, x, tokens, "person", "who", {0, 1}) == Candidate(11, 18, "phrase")
     # every phrase is the question's: the model's pick stands
     assert scorer.pick(first, last, x, tokens, "person", "who", {0, 1, 2}) == Candidate(0, 10, "phrase")
+
+
+def test_a_person_is_never_answered_with_a_date_or_figure():
+    from qa.spans import SPAN_BASE, SpanScorer
+
+    tokens = [(0, 4, "juli"), (5, 9, "1961"), (10, 17, "nichola"), (18, 24, "golovin")]
+    first, last = np.array([0, 2]), np.array([1, 3])
+    x = np.zeros((2, len(SPAN_BASE)), dtype=np.float32)
+    x[0, SPAN_BASE.index("t_eq_date")] = 1.0
+    x[:, SPAN_BASE.index("L2")] = 1.0
+    scorer = SpanScorer({"t_eq_date": 1.0})  # the model prefers the date ("Who led the committee…?")
+    assert scorer.pick(first, last, x, tokens, "other", "none") == Candidate(0, 9, "phrase")
+    assert scorer.pick(first, last, x, tokens, "person", "who") == Candidate(10, 24, "phrase")
