@@ -133,6 +133,11 @@ OTHER_CLAUSE = 0.25
 # sentence they weigh half as much as the follow-up's own, or the sentence that answered
 # the earlier question wins again (eval/follow-ups.jsonl: containment 0.812 -> 0.854).
 CARRIED = 0.5
+# A word with a BM25 IDF below this is in more than ~37% of the chunks: the corpus's own
+# topic ("Technopolis", "Moscow" in the bundled sources; of XQuAD dev's 24 articles only
+# "from", "год", "который"), and a phrase of such words alone is no answer (``_short``: the
+# phrase model, fitted on XQuAD, never met a topic word and picked "Технополис Москва")
+TOPIC_IDF = 1.0
 # A list item that holds this much of the question (``soft``) answers it alone (``_whole_list``).
 ITEM_ALONE = 0.5
 _YEAR_WORD = re.compile(YEAR)
@@ -701,7 +706,8 @@ class Extractor:
             # also with no question word in the sentence (an answer across languages): the
             # model's shape features alone still beat no short answer there (XQuAD EN→RU /
             # RU→EN F1 21.4 / 23.2 with, 19.3 / 21.6 without; same-language unchanged)
-            echo = matched | {i for i, (_a, _b, st) in enumerate(tokens) if st in known}
+            echo = matched | {i for i, (_a, _b, st) in enumerate(tokens)
+                              if st and (st in known or self.idf(st) < TOPIC_IDF)}
             pick = self.spans.pick(*self.phrase_features(doc_id, start, end, tokens, matched, qf), tokens, qtype, wh,
                                    echo)
         else:

@@ -972,3 +972,19 @@ def test_a_person_is_never_answered_with_a_date_or_figure():
     scorer = SpanScorer({"t_eq_date": 1.0})  # the model prefers the date ("Who led the committee…?")
     assert scorer.pick(first, last, x, tokens, "other", "none") == Candidate(0, 9, "phrase")
     assert scorer.pick(first, last, x, tokens, "person", "who") == Candidate(10, 24, "phrase")
+
+
+def test_the_corpus_topic_alone_is_no_short_answer(service, monkeypatch):
+    from qa.answering import TOPIC_IDF
+    from qa.spans import SpanScorer
+
+    ex = service.extractor
+    # the tiny corpus is about technoparks: its topic word is in most chunks, a name is not
+    assert ex.idf("технопарк") < TOPIC_IDF < ex.idf("alpha")
+    # a phrase model that likes one capitalised word, as the fitted one liked "Технополис Москва"
+    monkeypatch.setattr(ex, "spans", SpanScorer({"L1": 5.0, "cap": 5.0}))
+    text = service.index.docs["moscow-technoparks"].text
+    sent = "Технопарк «Бета» был открыт в ноябре 2018 года."
+    start = text.index(sent)
+    a, b = ex._short("moscow-technoparks", start, start + len(sent), "other", ex.question_terms("Что открыли?"))
+    assert text[a:b] == "Бета"
