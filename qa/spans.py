@@ -800,16 +800,17 @@ class SpanScorer:
         return self.pick(*span_matrix(text, tokens, matched, parse), tokens, qtype, wh, matched)
 
     def pick(self, first: np.ndarray, last: np.ndarray, x: np.ndarray, tokens: list[tuple[int, int, str | None]],
-             qtype: str, wh: str, matched: set[int] = frozenset()) -> Candidate | None:
+             qtype: str, wh: str, matched: set[int] = frozenset(), no_dates: bool = False) -> Candidate | None:
         """The best-scored of the candidates ``span_matrix`` returned (None: there are none)
         that is not made only of words standing for the question's (``matched``): the model
         answered "Who did John Elway play for…?" with "John Elway". (Such a phrase is kept
-        when no other is there.)"""
+        when no other is there.) ``no_dates``: the question asks for no time, and a date is
+        no answer either ("What does NeoPhotonics develop?" -> "11 December 2015")."""
         if not len(first):
             return None
         score = x @ self.column_weights(wh, qtype)
-        if qtype == "person":  # a person is no date or figure ("Who led the committee…?" -> "July 1961")
-            figure = (x[:, _COL["t_eq_date"]] > 0) | (x[:, _COL["t_eq_number"]] > 0)
+        if qtype == "person" or no_dates:  # a person is no date or figure ("Who led the committee…?" -> "July 1961")
+            figure = (x[:, _COL["t_eq_date"]] > 0) | ((x[:, _COL["t_eq_number"]] > 0) & (qtype == "person"))
             if not figure.all():
                 score = np.where(figure, -np.inf, score)
         if matched:

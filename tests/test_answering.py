@@ -988,3 +988,28 @@ def test_the_corpus_topic_alone_is_no_short_answer(service, monkeypatch):
     start = text.index(sent)
     a, b = ex._short("moscow-technoparks", start, start + len(sent), "other", ex.question_terms("Что открыли?"))
     assert text[a:b] == "Бета"
+
+
+def test_a_date_answers_no_question_that_asks_for_no_time(service):
+    from qa.spans import SPAN_BASE, SpanScorer
+
+    tokens = [(0, 8, "decemb"), (9, 13, "2015"), (14, 22, "photon"), (23, 31, "circuit")]
+    first, last = np.array([0, 2]), np.array([1, 3])
+    x = np.zeros((2, len(SPAN_BASE)), dtype=np.float32)
+    x[0, SPAN_BASE.index("t_eq_date")] = 1.0
+    scorer = SpanScorer({"t_eq_date": 1.0})  # the model prefers the date
+    assert scorer.pick(first, last, x, tokens, "other", "what") == Candidate(0, 13, "phrase")
+    assert scorer.pick(first, last, x, tokens, "other", "what", no_dates=True) == Candidate(14, 31, "phrase")
+    # through the answer step: "What does … make?" asks for no time, "What year …" does
+    ex = service.extractor
+    text = service.index.docs["gamma-cluster"].text
+    sent = "Производство кластера начало работу в мае 2021 года, на нём занято 320 инженеров."
+    start = text.index(sent)
+    service.extractor.spans, kept = SpanScorer({"t_eq_date": 5.0, "t_in_date": 5.0}), service.extractor.spans
+    try:
+        a, b = ex._short("gamma-cluster", start, start + len(sent), "other", ex.question_terms("Что делает кластер?"))
+        assert "2021" not in text[a:b]
+        a, b = ex._short("gamma-cluster", start, start + len(sent), "other", ex.question_terms("Какой год у кластера?"))
+        assert "2021" in text[a:b]
+    finally:
+        service.extractor.spans = kept
