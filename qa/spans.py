@@ -63,9 +63,13 @@ _UNIT = (r"(?:square (?:meters|metres|kilometers|kilometres|feet|miles)|sq\.?\s?
          r"|kilometers|kilometres|km|meters|metres|miles|feet|hectares|ha\b|tons|tonnes|kg|MW|GW"
          r"|кв\.?\s?(?:м|км)\.?|квадратных\s+(?:метров|километров)|гектар[а-я]*|га\b|км|метр[а-я]*|тонн[а-я]*|МВт|ГВт"
          r"|times|раза?)")
-_NUMWORD = (r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty"
-            r"|hundred|dozens?|одн[аоиу]|дв[ау]|двух|тр[иеё]|тр[её]х|четыр[а-я]+|пят[ьи]|шест[ьи]|сем[ьи]|восем[ьи]|девят[ьи]"
-            r"|десят[ьи]|двадцат[ьи]|тридцат[ьи]|сорок[а]?|пятьдесят|сто)")
+_NUMWORD = (r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen"
+            r"|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
+            r"|hundreds?|thousands|dozens?|twice|thrice"
+            r"|одн[аоиу]|дв[аеу]|двух|тр[иеё]|тр[её]х|четыр[а-я]+|пят[ьи]|шест[ьи]|сем[ьи]|восем[ьи]|девят[ьи]"
+            r"|десят[ьи]|(?:один|две|три|четыр|пят|шест|сем|восем|девят)надцат[ьи]|двадцат[ьи]|тридцат[ьи]|сорок[а]?"
+            r"|(?:пять|шесть|семь|восемь)десят|девяност[оа]|сто|двест[и]|триста|четыреста|пятьсот|сотн[иея]|сотен"
+            r"|дважды|трижды|четырежды)")
 _NUM = r"(?:\d{1,3}(?:[ \u00a0\u202f,]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?)"
 # one word of a figure: digits in it, a scale ("billion", "тыс.") or a number word
 FIGURE_WORD = re.compile(rf"\w*\d\w*|{_SCALE}|{_NUMWORD}", _F)

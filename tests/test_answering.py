@@ -272,6 +272,14 @@ def test_typed_candidates_in_both_languages():
     assert "С.Собянина" in names and "Petrov" in names
 
 
+def test_figures_in_words_in_both_languages():
+    # XQuAD dev's golds "две", "дважды", "twice", "hundreds": no figure in digits there
+    ru = "В лиге было две команды, «Полония» дважды выигрывала кубок, каналов сотни, а станций девяносто."
+    assert [ru[c.start:c.end] for c in typed_candidates(ru, "number")] == ["две", "дважды", "сотни", "девяносто"]
+    en = "Polonia won the cup twice, and the service carries hundreds of channels from fourteen stations."
+    assert [en[c.start:c.end] for c in typed_candidates(en, "number")] == ["twice", "hundreds", "fourteen"]
+
+
 def test_a_share_in_words_answers_what_proportion():
     text = "Every fifth technopark is from Moscow; a two-thirds majority; 3 in Moscow opened in 2015."
     assert [text[c.start:c.end] for c in typed_candidates(text, "amount")] == ["Every fifth", "two-thirds"]
