@@ -187,6 +187,25 @@ def _ranges(text: str, cands: list[Candidate]) -> list[Candidate]:
     return out
 
 
+# "between 2005 and 2010", "from 1870 to 1939", "с 1500 по 1850": two dates after "between" /
+# "from" are one span of time, the answer to "When were attacks the highest?", "В какие годы…"
+# (the word before stays out, as a bound does)
+_SPAN_OF_TIME = re.compile(r"\b(?:between|from|между|с|со)\s+$", _F)
+_SPAN_JOIN = re.compile(r"\s+(?:and|to|и|по|до)\s+|\s*[-–—]\s*", _F)
+
+
+def _spans_of_time(text: str, cands: list[Candidate]) -> list[Candidate]:
+    out: list[Candidate] = []
+    for c in cands:
+        prev = out[-1] if out else None
+        if (prev is not None and _SPAN_JOIN.fullmatch(text, prev.end, c.start)
+                and _SPAN_OF_TIME.search(text, max(0, prev.start - 9), prev.start)):
+            out[-1] = Candidate(prev.start, c.end, c.kind)
+        else:
+            out.append(c)
+    return out
+
+
 def typed_candidates(text: str, qtype: str, parts: bool = True) -> list[Candidate]:
     """Spans of ``text`` of the shape a ``qtype`` question asks for (``parts``: also a
     month or a part of the year alone, when there is no fuller date)."""
@@ -198,6 +217,7 @@ def typed_candidates(text: str, qtype: str, parts: bool = True) -> list[Candidat
             if y := _LONE_YEAR.fullmatch(text, a, b):
                 b = a + len(y.group(1))
             out.append(Candidate(a, b, "date"))
+        out = _spans_of_time(text, out)
         # a month or a part of the year alone, only where the text has no fuller date (a
         # month of a full date elsewhere in the sentence took its place on XQuAD dev)
         if parts and not out:

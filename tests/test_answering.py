@@ -280,6 +280,13 @@ def test_figures_in_words_in_both_languages():
     assert [en[c.start:c.end] for c in typed_candidates(en, "number")] == ["twice", "hundreds", "fourteen"]
 
 
+def test_a_span_of_time_is_one_date():
+    en = "Attacks peaked between 2005 and 2010; the theatre ran from 1870 to 1939. In 1964 and 1968 laws came."
+    assert [en[c.start:c.end] for c in typed_candidates(en, "date")] == ["2005 and 2010", "1870 to 1939", "1964", "1968"]
+    ru = "Чума присутствовала с 1500 по 1850 год, нападения достигли пика между 2005 и 2010 годами."
+    assert [ru[c.start:c.end] for c in typed_candidates(ru, "date")] == ["1500 по 1850", "2005 и 2010"]
+
+
 def test_a_share_in_words_answers_what_proportion():
     text = "Every fifth technopark is from Moscow; a two-thirds majority; 3 in Moscow opened in 2015."
     assert [text[c.start:c.end] for c in typed_candidates(text, "amount")] == ["Every fifth", "two-thirds"]
