@@ -715,7 +715,8 @@ class Extractor:
             echo = matched | {i for i, (_a, _b, st) in enumerate(tokens)
                               if st and (st in known or self.idf(st) < TOPIC_IDF)}
             pick = self.spans.pick(*self.phrase_features(doc_id, start, end, tokens, matched, qf), tokens, qtype, wh,
-                                   echo, no_dates=not _TIME_STEMS & q_terms.keys())
+                                   echo, no_dates=not _TIME_STEMS & q_terms.keys(),
+                                   people=qtype == "person" and qwords is not None)
         else:
             if qtype in NAMES:  # a name made of the conversation's words is no answer either
                 q_terms = {st: 0.0 for st in known} | q_terms

@@ -824,12 +824,17 @@ class SpanScorer:
         return self.pick(*span_matrix(text, tokens, matched, parse), tokens, qtype, wh, matched)
 
     def pick(self, first: np.ndarray, last: np.ndarray, x: np.ndarray, tokens: list[tuple[int, int, str | None]],
-             qtype: str, wh: str, matched: set[int] = frozenset(), no_dates: bool = False) -> Candidate | None:
+             qtype: str, wh: str, matched: set[int] = frozenset(), no_dates: bool = False,
+             people: bool = False) -> Candidate | None:
         """The best-scored of the candidates ``span_matrix`` returned (None: there are none)
         that is not made only of words standing for the question's (``matched``): the model
         answered "Who did John Elway play for…?" with "John Elway". (Such a phrase is kept
         when no other is there.) ``no_dates``: the question asks for no time, and a date is
-        no answer either ("What does NeoPhotonics develop?" -> "11 December 2015")."""
+        no answer either ("What does NeoPhotonics develop?" -> "11 December 2015"). ``people``:
+        only a person the parser named, when there is one (asked across languages, the
+        question's words match the sentence's by vector, weakly, and the entity is the surer
+        sign: XQuAD dev person F1 EN→RU 40.2 -> 42.6, RU→EN 32.5 -> 35.2; within one language
+        it moved answers both ways)."""
         if not len(first):
             return None
         score = x @ self.column_weights(wh, qtype)
@@ -837,6 +842,10 @@ class SpanScorer:
             figure = (x[:, _COL["t_eq_date"]] > 0) | ((x[:, _COL["t_eq_number"]] > 0) & (qtype == "person"))
             if not figure.all():
                 score = np.where(figure, -np.inf, score)
+        if people:
+            per = x[:, _COL["ent_PER"]] > 0
+            if per.any():
+                score = np.where(per, score, -np.inf)
         if matched:
             content = np.array([st is not None for _a, _b, st in tokens])
             asked = np.array([i in matched for i in range(len(tokens))])

@@ -1028,3 +1028,19 @@ def test_a_date_answers_no_question_that_asks_for_no_time(service):
         assert "2021" in text[a:b]
     finally:
         service.extractor.spans = kept
+
+
+def test_a_person_asked_across_languages_is_a_named_person():
+    from qa.spans import SPAN_BASE, SpanScorer
+
+    tokens = [(0, 6, "rostec"), (7, 12, "chief"), (13, 19, "sergei"), (20, 28, "chemezov")]
+    first, last = np.array([0, 2]), np.array([1, 3])
+    x = np.zeros((2, len(SPAN_BASE)), dtype=np.float32)
+    x[0, SPAN_BASE.index("L2")] = 1.0
+    x[1, SPAN_BASE.index("ent_PER")] = 1.0  # the parser's person
+    scorer = SpanScorer({"L2": 1.0})
+    assert scorer.pick(first, last, x, tokens, "person", "who") == Candidate(0, 12, "phrase")
+    assert scorer.pick(first, last, x, tokens, "person", "who", people=True) == Candidate(13, 28, "phrase")
+    # no person named: the model's pick stands
+    x[1, SPAN_BASE.index("ent_PER")] = 0.0
+    assert scorer.pick(first, last, x, tokens, "person", "who", people=True) == Candidate(0, 12, "phrase")
