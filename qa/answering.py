@@ -8,6 +8,8 @@ construction.
 from __future__ import annotations
 
 import bisect
+import difflib
+import functools
 import math
 import re
 import threading
@@ -147,6 +149,33 @@ _TIME_STEMS = frozenset(stem_word(w) for w in (
     "year years date dates decade century period time times era age month day season when "
     "год года лет дата даты период век века эпоха время месяц день сезон когда").split())
 _YEAR_WORD = re.compile(YEAR)
+# Cyrillic to Latin letters, then the spellings in which an English name and its Russian
+# transcription differ folded together (c/k, w/v, y/i, x/ks): "Элвей" ~ "Elway", "Бронкосу" ~
+# "Broncos", "Лютера" ~ "Luther". Written here because a transliteration library gives the
+# Latin letters but not these folds, and the folds are the point.
+_CYRILLIC = str.maketrans({"а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e", "ж": "zh", "з": "z",
+                           "и": "i", "й": "i", "к": "k", "л": "l", "м": "m", "н": "n", "о": "o", "п": "p", "р": "r",
+                           "с": "s", "т": "t", "у": "u", "ф": "f", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh",
+                           "щ": "sch", "ъ": "", "ы": "i", "ь": "", "э": "e", "ю": "yu", "я": "ya"})
+_FOLDS = (("ph", "f"), ("c", "k"), ("w", "v"), ("y", "i"), ("x", "ks"), ("j", "dzh"), ("q", "k"))
+# how alike two names' keys are to be one name (difflib's ratio): "liuter" / "luther" 0.83,
+# "elvei" / "elvai" 0.8, "bronko" / "bronko" 1.0
+NAME_ALIKE = 0.7
+
+
+@functools.lru_cache(maxsize=65536)
+def _name_key(word: str) -> str:
+    """A word's first six letters in Latin, with the spellings the two languages differ in folded."""
+    key = word.lower().translate(_CYRILLIC)
+    for a, b in _FOLDS:
+        key = key.replace(a, b)
+    return key[:6]
+
+
+def _sounds_like(key: str, keys: list[str]) -> bool:
+    # the same first letter first: a name's transcription keeps it, and the ratio is the
+    # costly part (1.3 ms a sentence without the check, ~0.1 ms with it)
+    return any(k[:1] == key[:1] and difflib.SequenceMatcher(None, key, k).ratio() >= NAME_ALIKE for k in keys)
 _POSSESSIVE = re.compile(r"\w['’]s$")
 _LIST_ITEM = re.compile(r"\s*(?:[-•*–]|\d+[.)])\s")
 
@@ -714,6 +743,10 @@ class Extractor:
             # RU→EN F1 21.4 / 23.2 with, 19.3 / 21.6 without; same-language unchanged)
             echo = matched | {i for i, (_a, _b, st) in enumerate(tokens)
                               if st and (st in known or self.idf(st) < TOPIC_IDF)}
+            if qwords is not None:  # across languages a name the question says is its transcription
+                keys = [_name_key(st) for st in q_terms if st.isalpha() and len(st) >= 3]
+                echo |= {i for i, (a, b, st) in enumerate(tokens)
+                         if st and sent[a:b].isalpha() and _sounds_like(_name_key(sent[a:b]), keys)}
             pick = self.spans.pick(*self.phrase_features(doc_id, start, end, tokens, matched, qf), tokens, qtype, wh,
                                    echo, no_dates=not _TIME_STEMS & q_terms.keys(),
                                    people=qtype == "person" and qwords is not None)

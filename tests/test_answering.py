@@ -1044,3 +1044,23 @@ def test_a_person_asked_across_languages_is_a_named_person():
     # no person named: the model's pick stands
     x[1, SPAN_BASE.index("ent_PER")] = 0.0
     assert scorer.pick(first, last, x, tokens, "person", "who", people=True) == Candidate(0, 12, "phrase")
+
+
+def test_a_name_the_question_says_in_the_other_language_is_no_short_answer(service, monkeypatch):
+    from qa.answering import _name_key, _sounds_like
+    from qa.spans import SpanScorer
+
+    assert _sounds_like(_name_key("Элвей"), [_name_key("elway")])
+    assert _sounds_like(_name_key("Лютера"), [_name_key("luther")])
+    assert not _sounds_like(_name_key("Студенты"), [_name_key("luther")])
+    ex = service.extractor
+    monkeypatch.setattr(ex, "spans", SpanScorer({"L1": 5.0, "cap": 5.0}))  # likes one capitalised word
+    # no word vectors: the name is found by its letters alone
+    monkeypatch.setattr(ex, "word_rows", lambda sent, tokens: [])
+    text = service.index.docs["moscow-technoparks"].text
+    sent = "Технопарк «Бета» был открыт в ноябре 2018 года."
+    start = text.index(sent)
+    q = "What was opened at Beta?"
+    a, b = ex._short("moscow-technoparks", start, start + len(sent), "other", ex.question_terms(q), "what",
+                     ex.question_words(q))
+    assert text[a:b] not in ("Бета", "Технопарк")
