@@ -140,6 +140,7 @@ CARRIED = 0.5
 # "from", "год", "который"), and a phrase of such words alone is no answer (``_short``: the
 # phrase model, fitted on XQuAD, never met a topic word and picked "Технополис Москва")
 TOPIC_IDF = 1.0
+TOPIC_MIN_CHUNKS = 4
 # A list item that holds this much of the question (``soft``) answers it alone (``_whole_list``).
 ITEM_ALONE = 0.5
 # A question with none of these words asks for no time: a date is not its short answer
@@ -272,6 +273,11 @@ class Extractor:
         i = self._vocab.get(stem)
         df = int(self._df[i]) if i is not None and i < len(self._df) else 0
         return math.log(1 + (self._n - df + 0.5) / (df + 0.5))
+
+    def topic(self, stem: str) -> bool:
+        """Whether ``stem`` is one of the corpus's topic words (``TOPIC_IDF``); a corpus of
+        fewer than ``TOPIC_MIN_CHUNKS`` chunks has none (in one chunk every word is in all)."""
+        return self._n >= TOPIC_MIN_CHUNKS and self.idf(stem) < TOPIC_IDF
 
     def question_terms(self, text: str, own: str | None = None) -> dict[str, float]:
         """The question's stems with their IDF; ``own``: the follow-up itself when ``text``
@@ -741,8 +747,7 @@ class Extractor:
             # also with no question word in the sentence (an answer across languages): the
             # model's shape features alone still beat no short answer there (XQuAD EN→RU /
             # RU→EN F1 21.4 / 23.2 with, 19.3 / 21.6 without; same-language unchanged)
-            echo = matched | {i for i, (_a, _b, st) in enumerate(tokens)
-                              if st and (st in known or self.idf(st) < TOPIC_IDF)}
+            echo = matched | {i for i, (_a, _b, st) in enumerate(tokens) if st and (st in known or self.topic(st))}
             if qwords is not None:  # across languages a name the question says is its transcription
                 keys = [_name_key(st) for st in q_terms if st.isalpha() and len(st) >= 3]
                 echo |= {i for i, (a, b, st) in enumerate(tokens)

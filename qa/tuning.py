@@ -28,7 +28,7 @@ from qa.index import build, open_index
 from qa.metrics import best_over_golds, contains
 from qa.pipeline import QAService
 from qa.questions import asked_quantity, question_type
-from qa.spans import SPAN_WEIGHTS, SpanScorer, feature_names, question_word
+from qa.spans import SPAN_WEIGHTS, SpanScorer, feature_names, mbr_choice, question_word
 from qa.text import detect_lang, word_tokens
 
 Table = tuple[np.ndarray, np.ndarray]  # features (n x f), sentence contains a gold answer (n)
@@ -126,6 +126,8 @@ class SpanGroup:
     x: np.ndarray  # candidates x SPAN_BASE features
     f1: np.ndarray  # F1 of each candidate against the gold answers
     rule_f1: float  # F1 of the typed-shape rule's span (the whole answer when it has none)
+    first: np.ndarray  # first and last token of each candidate (for ``mbr_choice``)
+    last: np.ndarray
 
 
 def span_groups(service: QAService, items: tuple[EvalItem, ...]) -> list[SpanGroup]:
@@ -160,7 +162,7 @@ def span_groups(service: QAService, items: tuple[EvalItem, ...]) -> list[SpanGro
         f1 = np.array([best_over_golds("f1", sent[tokens[i][0]:tokens[j][1]], it.answers)
                        for i, j in zip(first, last, strict=True)])
         rule_f1 = best_over_golds("f1", sent[rule.start:rule.end] if rule else sent, it.answers)
-        out.append(SpanGroup(article_of(it), qtype, question_word(it.question), x, f1, rule_f1))
+        out.append(SpanGroup(article_of(it), qtype, question_word(it.question), x, f1, rule_f1, first, last))
     return out
 
 
@@ -233,7 +235,7 @@ def span_report(groups: dict[str, list[SpanGroup]], folds: int = 4) -> tuple[dic
     pooled = [g for v in groups.values() for g in v]
     vocab = span_vocab(pooled)
     fits = held_out_fits(pooled, vocab, folds)
-    held = {n: float(g.f1[int(np.argmax(_matrix(g, vocab) @ fits[g.article]))])
+    held = {n: float(g.f1[mbr_choice(_matrix(g, vocab) @ fits[g.article], g.first, g.last)])
             for n, g in enumerate(pooled) if len(g.f1)}
     table: dict[str, Any] = {}
     n = 0

@@ -1064,3 +1064,14 @@ def test_a_name_the_question_says_in_the_other_language_is_no_short_answer(servi
     a, b = ex._short("moscow-technoparks", start, start + len(sent), "other", ex.question_terms(q), "what",
                      ex.question_words(q))
     assert text[a:b] not in ("Бета", "Технопарк")
+
+
+def test_the_phrase_chosen_shares_most_with_the_models_best_few():
+    from qa.spans import mbr_choice
+
+    # "Denver" 1.0, "Broncos" 0.9, "Denver Broncos" 0.8: the last overlaps both others
+    first, last = np.array([0, 1, 0]), np.array([0, 1, 1])
+    assert mbr_choice(np.array([1.0, 0.9, 0.8]), first, last) == 2
+    # a clear favourite stands, and a ruled-out phrase is never chosen
+    assert mbr_choice(np.array([5.0, 0.9, 0.8]), first, last) == 0
+    assert mbr_choice(np.array([1.0, 0.9, -np.inf]), first, last) == 0

@@ -17,7 +17,7 @@ def _groups(n: int = 40, seed: int = 0) -> list[SpanGroup]:
         x[best, SPAN_BASE.index("d1")] = 1.0  # the one feature that tells the answer
         f1 = np.full(5, 0.1)
         f1[best] = 1.0
-        out.append(SpanGroup(f"a{k % 4}", "other", "what", x, f1, 0.0))
+        out.append(SpanGroup(f"a{k % 4}", "other", "what", x, f1, 0.0, np.arange(5), np.arange(5)))
     return out
 
 
