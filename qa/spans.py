@@ -175,16 +175,23 @@ _RANGE_JOIN = re.compile(r"\s+(?:to|по|до)\s+", _F)
 _CHANGE_FROM = re.compile(r"\b(?:from|с|со)\s+$", _F)
 
 
-def _ranges(text: str, cands: list[Candidate]) -> list[Candidate]:
+def _joined(text: str, cands: list[Candidate], join: re.Pattern[str], before: re.Pattern[str],
+            after_before: bool) -> list[Candidate]:
+    """``cands`` with each two neighbours that only ``join`` separates made one, when the
+    words before the first match ``before`` (``after_before``) or do not (not ``after_before``)."""
     out: list[Candidate] = []
     for c in cands:
         prev = out[-1] if out else None
-        if (prev is not None and _RANGE_JOIN.fullmatch(text, prev.end, c.start)
-                and not _CHANGE_FROM.search(text, max(0, prev.start - 8), prev.start)):
+        if (prev is not None and join.fullmatch(text, prev.end, c.start)
+                and bool(before.search(text, max(0, prev.start - 9), prev.start)) == after_before):
             out[-1] = Candidate(prev.start, c.end, c.kind)
         else:
             out.append(c)
     return out
+
+
+def _ranges(text: str, cands: list[Candidate]) -> list[Candidate]:
+    return _joined(text, cands, _RANGE_JOIN, _CHANGE_FROM, after_before=False)
 
 
 # "between 2005 and 2010", "from 1870 to 1939", "с 1500 по 1850": two dates after "between" /
@@ -195,15 +202,7 @@ _SPAN_JOIN = re.compile(r"\s+(?:and|to|и|по|до)\s+|\s*[-–—]\s*", _F)
 
 
 def _spans_of_time(text: str, cands: list[Candidate]) -> list[Candidate]:
-    out: list[Candidate] = []
-    for c in cands:
-        prev = out[-1] if out else None
-        if (prev is not None and _SPAN_JOIN.fullmatch(text, prev.end, c.start)
-                and _SPAN_OF_TIME.search(text, max(0, prev.start - 9), prev.start)):
-            out[-1] = Candidate(prev.start, c.end, c.kind)
-        else:
-            out.append(c)
-    return out
+    return _joined(text, cands, _SPAN_JOIN, _SPAN_OF_TIME, after_before=True)
 
 
 def typed_candidates(text: str, qtype: str, parts: bool = True) -> list[Candidate]:
