@@ -987,6 +987,12 @@ def test_a_person_is_never_answered_with_a_date_or_figure():
     scorer = SpanScorer({"t_eq_date": 1.0})  # the model prefers the date ("Who led the committee…?")
     assert scorer.pick(first, last, x, tokens, "other", "none") == Candidate(0, 9, "phrase")
     assert scorer.pick(first, last, x, tokens, "person", "who") == Candidate(10, 24, "phrase")
+    # a phrase holding a date with more around it ("On 11 December 2015") is no person either
+    x[0, SPAN_BASE.index("t_eq_date")] = 0.0
+    x[0, SPAN_BASE.index("dig")] = 1.0
+    scorer = SpanScorer({"dig": 1.0})
+    assert scorer.pick(first, last, x, tokens, "other", "none") == Candidate(0, 9, "phrase")
+    assert scorer.pick(first, last, x, tokens, "person", "who") == Candidate(10, 24, "phrase")
 
 
 def test_the_corpus_topic_alone_is_no_short_answer(service, monkeypatch):
