@@ -148,8 +148,10 @@ ITEM_ALONE = 0.5
 # how and list questions without them, one was partly right, F1 0.11 in all)
 _TIME_STEMS = frozenset(stem_word(w) for w in (
     "year years date dates decade century period time times era age month day season when "
-    "год года лет дата даты период век века эпоха время месяц день сезон когда").split())
+    "год года лет дата даты период век века эпоха время месяц день сезон").split())
 _YEAR_WORD = re.compile(YEAR)
+_POSSESSIVE = re.compile(r"\w['’]s$")
+_LIST_ITEM = re.compile(r"\s*(?:[-•*–]|\d+[.)])\s")
 # Cyrillic to Latin letters, then the spellings in which an English name and its Russian
 # transcription differ folded together (c/k, w/v, y/i, x/ks): "Элвей" ~ "Elway", "Бронкосу" ~
 # "Broncos", "Лютера" ~ "Luther". Written here because a transliteration library gives the
@@ -177,8 +179,6 @@ def _sounds_like(key: str, keys: list[str]) -> bool:
     # the same first letter first: a name's transcription keeps it, and the ratio is the
     # costly part (1.3 ms a sentence without the check, ~0.1 ms with it)
     return any(k[:1] == key[:1] and difflib.SequenceMatcher(None, key, k).ratio() >= NAME_ALIKE for k in keys)
-_POSSESSIVE = re.compile(r"\w['’]s$")
-_LIST_ITEM = re.compile(r"\s*(?:[-•*–]|\d+[.)])\s")
 
 
 @dataclass(frozen=True)
@@ -511,7 +511,7 @@ class Extractor:
         qf = self.question_focus(question)
         i = self.reread(t, scores, question, q_terms, qtype, lang, qf)
         doc_id = t.spans[i][0]
-        several = asks_several(question or query)
+        several = asks_several(question or query, qtype)
         start, end = self._extend(i, t, scores, qtype, q_terms, several=several)
         doc = index.docs[doc_id]
         # across languages no stem is shared, so the question's words are found by vector;
@@ -523,7 +523,7 @@ class Extractor:
         listed = several and any(_LIST_ITEM.match(line) for line in doc.text[start:end].splitlines()[1:])
         # what the conversation already named is not the answer ("Which minister visited it…?"
         # after "Where is Technopolis Moscow located?": "Technopolis Moscow" is "it")
-        known = frozenset(q_terms) | frozenset(tokenize(earlier))
+        known = frozenset(tokenize(earlier))
         short = self._short(doc_id, start, end, qtype, q_terms, question_word(question), cross,
                             counted, qf, known) if qtype in SHORT and not listed else None
         ranked = np.sort(scores)[::-1]
@@ -537,11 +537,11 @@ class Extractor:
                      # much does a ticket cost?" answered with a floor area) is declined: no
                      # sum is in the sources there. Not a fitted input: XQuAD dev asks for no
                      # sum of money, and on the project's sets no right answer lacks one.
-                     "money_missing": float(qtype == "amount" and asks_money(question or query)
+                     "money_missing": float(asks_money(question or query, qtype)
                                             and not MONEY.search(doc.text, start, end)),
                      # the same for a percentage: on XQuAD dev none of the 39 right answers to
                      # "what percentage…" lacks one (a share in words counts: "over half")
-                     "percent_missing": float(qtype == "amount" and asks_percent(question or query)
+                     "percent_missing": float(asks_percent(question or query, qtype)
                                               and not PERCENT.search(doc.text, start, end)
                                               and not SHARE.search(doc.text, start, end)),
                      # and for a date: none of XQuAD dev's 340 right answers to a "when / what
@@ -737,8 +737,8 @@ class Extractor:
         """The short-answer range inside ``[start, end)`` of a document: for a person, why /
         how or untyped question the learned phrase model's choice, otherwise the candidate
         of the asked type closest to the words standing for the question's. Never a phrase
-        or name made only of the question's words or of ``known`` stems (the conversation's),
-        unless there is no other."""
+        or name made only of the question's words or of ``known`` stems (the earlier
+        question's), unless there is no other."""
         sent = self.index.docs[doc_id].text[start:end]
         tokens = word_tokens(sent)
         weights = self.matched_words(sent, tokens, q_terms, qwords)

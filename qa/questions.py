@@ -99,10 +99,11 @@ _SEVERAL = re.compile(
     r"|\b[Кк]ак(?:ие|их|ими)\b|\b[Пп]еречисл\w*|\b(?:[Ll]ist|[Nn]ame the)\b", re.UNICODE)
 
 
-def asks_several(question: str) -> bool:
+def asks_several(question: str, qtype: str | None = None) -> bool:
     """Whether ``question`` asks for several things ("Which sectors…?", "Какие меры…?"):
-    a list that the sources give as items answers it whole (``Extractor._extend``)."""
-    return question_type(question) == "list" or bool(_SEVERAL.search(question))
+    a list that the sources give as items answers it whole (``Extractor._extend``).
+    ``qtype``: its ``question_type`` when the caller has it already."""
+    return (qtype or question_type(question)) == "list" or bool(_SEVERAL.search(question))
 
 
 # A follow-up is short and leans on the previous turn: a pronoun or an opening "and".
@@ -204,20 +205,20 @@ _MONEY_ASKED = re.compile(
     r"|\b(?:сто(?:ит|или?|ило|ила|имост\w*)|цен[аыуе]|денег|деньг\w*|средств|рубл\w*|доллар\w*|инвестиц\w*|влож\w*"
     r"|потрат\w*|выручк\w*|бюджет\w*|кредит\w*|заплат\w*|взнос\w*|зарплат\w*)\b", _F)
 _SHARE_ASKED = re.compile(r"\b(?:percent\w*|share|proportion|rates?)\b|\b(?:процент\w*|дол[яиюе]|ставк\w*)\b", _F)
-
-
 _PERCENT_ASKED = re.compile(r"\bpercent\w*|\bпроцент\w*", _F)
 
 
-def asks_percent(question: str) -> bool:
-    """Whether ``question`` asks for a percentage ("What percentage…", "Сколько процентов…")."""
-    return question_type(question) == "amount" and bool(_PERCENT_ASKED.search(question))
+def asks_percent(question: str, qtype: str | None = None) -> bool:
+    """Whether ``question`` asks for a percentage ("What percentage…", "Сколько процентов…");
+    ``qtype`` as for ``asks_several``."""
+    return (qtype or question_type(question)) == "amount" and bool(_PERCENT_ASKED.search(question))
 
 
-def asks_money(question: str) -> bool:
+def asks_money(question: str, qtype: str | None = None) -> bool:
     """Whether ``question`` asks for a sum of money (an "amount" question about a price, a
-    cost, a fee, revenue or an investment, not a percentage or a rate)."""
-    return (question_type(question) == "amount" and bool(_MONEY_ASKED.search(question))
+    cost, a fee, revenue or an investment, not a percentage or a rate); ``qtype`` as for
+    ``asks_several``."""
+    return ((qtype or question_type(question)) == "amount" and bool(_MONEY_ASKED.search(question))
             and not _SHARE_ASKED.search(question))
 
 

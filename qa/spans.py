@@ -860,9 +860,10 @@ class SpanScorer:
         if not len(first):
             return None
         score = x @ self.column_weights(wh, qtype)
-        if qtype == "person" or no_dates:  # a person is no date or figure ("Who led the committee…?" -> "July 1961")
-            # a date or a piece of one ("мае 2021" of "в мае 2021 года")
-            # and a person's name holds no digit ("On 11 December 2015" for "Кто открыл…?")
+        if qtype == "person" or no_dates:
+            # no date nor a piece of one ("мае 2021" of "в мае 2021 года"), and for a person no
+            # phrase with a digit ("July 1961" for "Who led the committee…?", "On 11 December
+            # 2015" for "Кто открыл…?")
             figure = ((x[:, _COL["t_eq_date"]] > 0) | (x[:, _COL["t_in_date"]] > 0)
                       | ((x[:, _COL["dig"]] > 0) & (qtype == "person")))
             if not figure.all():
