@@ -1011,7 +1011,7 @@ def test_the_corpus_topic_alone_is_no_short_answer(service, monkeypatch):
     assert text[a:b] == "Бета"
 
 
-def test_a_date_answers_no_question_that_asks_for_no_time(service):
+def test_a_date_answers_no_question_that_asks_for_no_time(service, monkeypatch):
     from qa.spans import SPAN_BASE, SpanScorer
 
     tokens = [(0, 8, "decemb"), (9, 13, "2015"), (14, 22, "photon"), (23, 31, "circuit")]
@@ -1026,14 +1026,11 @@ def test_a_date_answers_no_question_that_asks_for_no_time(service):
     text = service.index.docs["gamma-cluster"].text
     sent = "Производство кластера начало работу в мае 2021 года, на нём занято 320 инженеров."
     start = text.index(sent)
-    service.extractor.spans, kept = SpanScorer({"t_eq_date": 5.0, "t_in_date": 5.0}), service.extractor.spans
-    try:
-        a, b = ex._short("gamma-cluster", start, start + len(sent), "other", ex.question_terms("Что делает кластер?"))
-        assert "2021" not in text[a:b]
-        a, b = ex._short("gamma-cluster", start, start + len(sent), "other", ex.question_terms("Какой год у кластера?"))
-        assert "2021" in text[a:b]
-    finally:
-        service.extractor.spans = kept
+    monkeypatch.setattr(ex, "spans", SpanScorer({"t_eq_date": 5.0, "t_in_date": 5.0}))  # the model prefers the date
+    a, b = ex._short("gamma-cluster", start, start + len(sent), "other", ex.question_terms("Что делает кластер?"))
+    assert "2021" not in text[a:b]
+    a, b = ex._short("gamma-cluster", start, start + len(sent), "other", ex.question_terms("Какой год у кластера?"))
+    assert "2021" in text[a:b]
 
 
 def test_a_person_asked_across_languages_is_a_named_person():

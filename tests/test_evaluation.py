@@ -117,7 +117,8 @@ def test_follow_up_set_keeps_its_history_and_a_baseline_without_it(monkeypatch, 
     assert all(r["history"] == [] for r in without)
     # the Russian follow-up is only answerable with its history ("их" = the residents' money)
     assert with_history[0]["correct"]["contains"]
-    # a set without follow-ups runs no such baseline (tiny-eval above: four systems)
+    # (a set without follow-ups runs no such baseline: test_qa_eval_json_records_report_and_gate
+    # asserts tiny-eval's four systems)
 
 
 def test_follow_up_history_must_be_questions(tmp_path):
