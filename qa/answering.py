@@ -49,7 +49,7 @@ from qa.spans import (
     typed_candidates,
     with_entities,
 )
-from qa.syntax import EMPTY, Parse
+from qa.syntax import EMPTY, ENTS, POS, Parse
 from qa.text import content_words, stem_word, tokenize, word_tokens, words_by_stem
 from qa.types import Citation, Document, Passage
 
@@ -107,6 +107,9 @@ def first_sentence(index: IndexData, passages: list[Passage]) -> Draft | None:
 TYPED = frozenset({"date", "number", "amount", "person", "organisation", "place"})
 # Types whose shape a regular expression recognises reliably (names are any capitalised word).
 SHAPED = frozenset({"date", "number", "amount"})
+_PER = ENTS.index("PER")
+_PROPN = POS.index("PROPN")
+_TIME_ENTS = frozenset((ENTS.index("DATE"), ENTS.index("NUM")))
 SHORT = TYPED | {"other", "why_how", "list"}
 NAMES = frozenset({"person", "organisation", "place"})
 # Short answers the learned phrase model picks (qa/spans.py): on XQuAD dev, held-out
@@ -673,13 +676,33 @@ class Extractor:
             _d, a, b, _l = t.spans[k]
             stems = self.sentence_stems(doc_id, a, b)
             gain = sum(v for w, v in q_terms.items() if w in stems and w not in own) / mass
-            needs_shape = qtype in SHAPED and not t.x[i, 4] and bool(t.x[k, 4])
+            needs_shape = ((qtype in SHAPED and not t.x[i, 4] and bool(t.x[k, 4]))
+                           or (qtype == "person" and not self._may_name(doc_id, start, end, q_terms)
+                               and self._has_person(doc_id, a, b)))
             close = scores[k] >= scores[i] - self.weights.adjacent_margin
             if (needs_shape or close or gain >= self.weights.merge_gain) and gain + needs_shape + close > best_gain:
                 choice, best_gain = (a, b), gain + needs_shape + close
         if choice is None:
             return start, end
         return min(start, choice[0]), max(end, choice[1])
+
+    def _has_person(self, doc_id: str, a: int, b: int) -> bool:
+        """Whether the parser found a person's name in ``[a, b)`` of a document."""
+        ents = self.index.parse(doc_id, a, b).ents
+        return bool(len(ents)) and bool((ents[:, 2] == _PER).any())
+
+    def _may_name(self, doc_id: str, a: int, b: int, q_terms: dict[str, float]) -> bool:
+        """Whether ``[a, b)`` of a document may name a person the question does not: a person
+        the parser found, or a proper noun that is not the question's nor part of a date
+        ("December")."""
+        parse = self.index.parse(doc_id, a, b)
+        if len(parse.ents) and (parse.ents[:, 2] == _PER).any():
+            return True
+        dates = [(x, y) for x, y, e in parse.ents if e in _TIME_ENTS]
+        text = self.index.docs[doc_id].text
+        return any(pos == _PROPN and stem_word(text[a + x:a + y]) not in q_terms
+                   and not any(u <= x and y <= v for u, v in dates)
+                   for x, y, pos in zip(parse.start, parse.end, parse.pos, strict=True))
 
     def _whole_list(self, row: int, text: str, start: int, end: int, share: float) -> tuple[int, int] | None:
         """For a question asking for several things: the lead-in ("… includes:") with all its

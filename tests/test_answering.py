@@ -1078,3 +1078,15 @@ def test_the_phrase_chosen_shares_most_with_the_models_best_few():
     # a clear favourite stands, and a ruled-out phrase is never chosen
     assert mbr_choice(np.array([5.0, 0.9, 0.8]), first, last) == 0
     assert mbr_choice(np.array([1.0, 0.9, -np.inf]), first, last) == 0
+
+
+def test_a_person_question_takes_the_neighbour_that_names_the_person(settings, encoder):
+    service = _with_source(
+        settings, encoder, "theta-park",
+        "= Technopark Theta =\n\nOn 11 December 2015, a new factory of Theta Photonics for optical modules was "
+        "opened in Technopark Theta. The opening was led by Deputy Prime Minister Arkady Dvorkovich.\n")
+    # the sentence most like the question names no one: its neighbour, which names the person, is joined
+    a = service.ask("Who opened the new factory of Theta Photonics in Technopark Theta?", threshold=0.0)
+    assert (a.answer or "").startswith("On 11 December 2015") and "Arkady Dvorkovich" in a.answer
+    assert a.short_answer is not None and "Dvorkovich" in a.short_answer
+    check_invariants(a, service)
