@@ -41,22 +41,25 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
         r"|\bв\s+как(ой|ом)\s+(половине|полугодии|квартале)\b|\b(in|during)\s+(what|which)\s+(half|quarter)\b"
         r"|\bfor\s+(what|which)\s+(year|period)\b", _F)),
     ("amount", re.compile(
-        # "what percentage", also past a verb, an article and one word: "What was the total investment…"
-        r"\bhow much (money|did|does|do|will|was|is|were)\b|\b(what|which)\s+((is|was|were|are)\s+)?(the\s+)?([\w'’-]+\s+)?"
+        # "what percentage", also past a verb, an article (or "its" / "their": a follow-up) and one
+        # word: "What was the total investment…"
+        r"\bhow much (money|did|does|do|will|was|is|were)\b"
+        r"|\b(what|which)\s+((is|was|were|are)\s+)?((the|its|their)\s+)?([\w'’-]+\s+)?"
         r"(percentage|percent|share|proportion|amount|sum|price|cost|revenue|budget|investment|investments|turnover"
         rf"|fee|loan|rate)\b(?!\s+({_ORG_EN})\b)|\bhow expensive\b"  # not "Which investment firm…", an organisation
         r"|\bhow much\b(?!.*\b(space|area|land|room))"
         r"|\bсколько\s+(\w+\s+)?(стоит|стоил[аио]?|денег|средств|рубл\w*|доллар\w*|процент\w*|инвестиц\w*|вложил\w*"
         r"|потрат\w*)"
-        r"|\bна\s+сколько\s+процент|\bкак(ой|ая|ую|ова|ов)\s+(\w+\s+)?(процент|доля|долю|объ[её]м\w*|сумм\w+|стоимость"
+        r"|\bна\s+сколько\s+процент|\bкак(ой|ая|ую|ова|ов)\s+((?:его|её|ее|их)\s+)?(\w+\s+)?(процент|доля|долю|объ[её]м\w*|сумм\w+|стоимость"
         r"|выручк\w+|бюджет|размер\s+инвестиц\w*|ставк\w+)|\bво\s+сколько\s+(обош|оцен)", _F)),
     ("number", re.compile(
-        # past a verb also one word before the measure: "What is the total area…", "Какова совокупная площадь…"
+        # past a verb also one word before the measure: "What is the total area…", "Какова совокупная
+        # площадь…", and a possessive, as a follow-up asks: "Какова его полезная площадь?"
         r"\bhow many\b|\bhow much\b|\bhow (big|large|long|tall|far|old|high|wide|deep|fast)\b|\b(what|which)\s+"
-        r"((is|was)\s+(the\s+)?([\w'’-]+\s+)?|the\s+)?(number|size|area|population|length|height|distance|capacity"
-        r"|floor space)\b"
+        r"((is|was)\s+((the|its|their)\s+)?([\w'’-]+\s+)?|the\s+)?(number|size|area|population|length|height|distance|capacity"
+        r"|floor\s+(space|area))\b"
         r"|\bскольк(о|их|им|ими)\b|\bкако(е|го)\s+(число|количество)\b"
-        r"|\bкаков[аоы]?\s+(\w+\s+)?(площадь|мощность|число|количество|размер|длина)\b|\bкакой\s+площад(?!к)"
+        r"|\bкаков[аоы]?\s+((?:его|её|ее|их)\s+)?(\w+\s+)?(площадь|мощность|число|количество|размер|длина)\b|\bкакой\s+площад(?!к)"
         r"|\bкак\s+(давно|долго)\b|\b(под\s+каким\s+номером|какой\s+номер)\b|\bwhat\s+number\b"
         rf"|{_BY_FACTOR}", _F)),
     ("person", re.compile(
@@ -160,6 +163,9 @@ _FACTOR = re.compile(r"\bво\s+сколько\s+раз|\bhow\s+many\s+times\s+(
 # A question that asks for a rough figure ("Approximately how many…", "Примерно сколько…")
 # takes a bound with it ("over 5,100", "более 70 000"); one that does not, the figure alone.
 _ROUGHLY = re.compile(r"\b(approximately|roughly|(about|around)\s+how|примерно|приблизительно|ориентировочно)\b", _F)
+# A question that asks for a number as a label ("Под каким номером…", "What number…") is
+# answered by "№ 5"; any other figure question by a count or a measure, not by a label.
+_LABEL = re.compile(r"\bномер\w*|\bwhat\s+number\b|\bnumber(ed)?\s+(?!of\b)\w", _F)
 
 
 @dataclass(frozen=True)
@@ -170,7 +176,8 @@ class Quantity:
     компаний"); ``duration``: a stretch of time is asked for (``_DURATION``); ``year``:
     a date question asks for the year alone (``_YEAR_ASKED``); ``unit``: the stems of
     the counted words, stop words too ("раз"), none for a factor (``_FACTOR``); ``rough``:
-    a rough figure is asked for (``_ROUGHLY``)."""
+    a rough figure is asked for (``_ROUGHLY``); ``label``: a number as a label ("№ 5") is
+    asked for (``_LABEL``)."""
 
     stems: frozenset[str] = frozenset()
     duration: bool = False
@@ -178,6 +185,7 @@ class Quantity:
     year: bool = False
     unit: frozenset[str] = frozenset()
     rough: bool = False
+    label: bool = False
 
 
 NO_QUANTITY = Quantity()
@@ -186,15 +194,15 @@ NO_QUANTITY = Quantity()
 def asked_quantity(question: str) -> Quantity:
     m = _COUNTED.search(question)
     duration, year = bool(_DURATION.search(question)), bool(_YEAR_ASKED.search(question))
-    rough = bool(_ROUGHLY.search(question))
+    rough, label = bool(_ROUGHLY.search(question)), bool(_LABEL.search(question))
     if not m:
-        return Quantity(duration=duration, year=year, rough=rough)
+        return Quantity(duration=duration, year=year, rough=rough, label=label)
     group = m.group(1).lower().replace("ё", "е")
     tokens = word_tokens(group)
     content = [(group[a:b], st) for a, b, st in tokens if st]
     return Quantity(frozenset(st for _w, st in content), duration, tuple(w for w, _st in content if w.isalpha()), year,
                     frozenset() if _FACTOR.search(question) else frozenset(stem_word(group[a:b]) for a, b, _st in tokens),
-                    rough)
+                    rough, label)
 
 
 # A question about a sum of money ("How much does a ticket cost?", "Сколько стоит аренда?",

@@ -191,6 +191,12 @@ def test_follow_up_is_answered_for_its_own_words(service):
     ("Сколько своих средств вложили предприятия?", "amount"),  # one word before "средств"
     ("Какова льготная ставка налога для резидентов?", "amount"),
     ("By what factor will the floor space grow?", "number"),
+    # a follow-up's possessive before the measure asked for
+    ("Какова его полезная площадь?", "number"),
+    ("And what is its total area?", "number"),
+    ("What is its usable floor area?", "number"),
+    ("Какова их доля в экспорте?", "amount"),
+    ("What was their investment?", "amount"),
     ("Who opened the centre?", "person"),
     ("Кто открыл центр?", "person"),
     ("За кого играл вратарь в финале?", "person"),  # past a preposition
@@ -581,6 +587,10 @@ def test_a_figure_is_of_what_the_question_counts(service, question, sentence, ex
     ("What year did Tesla die?", "date", "Tesla died on 7 January 1943 in New York.", "1943"),
     ("В каком году умер Тесла?", "date", "Тесла умер 7 января 1943 года в Нью-Йорке.", "1943"),
     ("When did Tesla die?", "date", "Tesla died on 7 January 1943 in New York.", "7 January 1943"),
+    # a number as a label ("№ 5") answers only a question asking for one
+    ("Какова его полезная площадь?", "number", "Работает корпус № 5 полезной площадью более 175 тыс. кв. м.",
+     "175 тыс. кв. м"),
+    ("Под каким номером работает корпус?", "number", "Работает корпус № 5 площадью более 175 тыс. кв. м.", "№ 5"),
 ])
 def test_the_short_answer_is_shaped_as_the_question_asks(service, question, qtype, sentence, expected):
     from qa.questions import asked_quantity
