@@ -506,6 +506,7 @@ class Extractor:
             return None
         own = question if query and question and query != question else None
         q_terms = self.question_terms(query or question, own)
+        own_stems = frozenset(tokenize(own)) if own is not None else frozenset()
         qwords = self.question_words(query or question, own)
         t = self.table(passages, q_terms, qtype, lang, qvec, qwords)
         if not t.rows:
@@ -527,7 +528,10 @@ class Extractor:
         # what the conversation already named is not the answer ("Which minister visited it…?"
         # after "Where is Technopolis Moscow located?": "Technopolis Moscow" is "it")
         known = frozenset(tokenize(earlier))
-        short = self._short(doc_id, start, end, qtype, q_terms, question_word(question), cross,
+        # the short answer stands by what the follow-up itself asks ("And their profit tax
+        # rate?"): near the earlier question's words stands the earlier answer
+        short_terms = {t: v for t, v in q_terms.items() if t in own_stems} if own is not None else q_terms
+        short = self._short(doc_id, start, end, qtype, short_terms or q_terms, question_word(question), cross,
                             counted, qf, known) if qtype in SHORT and not listed else None
         ranked = np.sort(scores)[::-1]
         features = {f: float(v) for f, v in zip(FEATURES, t.x[i], strict=True)}

@@ -18,7 +18,7 @@ from qa.answering import NOT_FOUND, Draft, Extractor, citation, first_sentence
 from qa.config import Settings
 from qa.embedding import encode, warm_up
 from qa.index import IndexData
-from qa.questions import question_type, resolve_follow_up
+from qa.questions import follow_up_type, resolve_follow_up
 from qa.retrieval import Mode, Retriever
 from qa.text import detect_lang
 from qa.types import Answer, Citation, Passage
@@ -67,7 +67,7 @@ class QAService:
                 draft = first_sentence(self.index, passages)
             else:
                 draft = self.extractor(self.index, passages, question=question, query=query,
-                                       qtype=question_type(question), lang=lang, qvec=qvec,
+                                       qtype=follow_up_type(question, history), lang=lang, qvec=qvec,
                                        earlier=next((h for h in reversed(history) if h.strip()), ""))
         limit = self.settings.abstain_threshold if threshold is None else threshold
         if draft is None or draft.confidence < limit:

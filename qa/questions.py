@@ -44,7 +44,7 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
         # "what percentage", also past a verb, an article (or "its" / "their": a follow-up) and one
         # word: "What was the total investment…"
         r"\bhow much (money|did|does|do|will|was|is|were)\b"
-        r"|\b(what|which)\s+((is|was|were|are)\s+)?((the|its|their)\s+)?([\w'’-]+\s+)?"
+        r"|\b(what|which)\s+((is|was|were|are)\s+)?((the|its|their)\s+)?([\w'’-]+\s+){0,2}"
         r"(percentage|percent|share|proportion|amount|sum|price|cost|revenue|budget|investment|investments|turnover"
         rf"|fee|loan|rate)\b(?!\s+({_ORG_EN})\b)|\bhow expensive\b"  # not "Which investment firm…", an organisation
         r"|\bhow much\b(?!.*\b(space|area|land|room))"
@@ -93,6 +93,25 @@ def question_type(question: str) -> str:
     return "other"
 
 
+# A question word of either language: a follow-up without one ("And their profit tax
+# rate?", "А в 2024 году?") asks what the earlier question asked, of something else.
+_QUESTION_WORD = re.compile(
+    r"\b(?:what|which|who|whom|whose|when|where|why|how)\b"
+    r"|\b(?:что|чего|чем|чему|ч[её]м|как\w*|каков\w*|кто|кого|кому|кем|когда|где|куда|откуда|почему|зачем"
+    r"|скольк\w+|чей|чья|чь[её]|чьи|ли)\b", _F)
+
+
+def follow_up_type(question: str, history: list[str] | tuple[str, ...] = ()) -> str:
+    """``question_type`` of a question asked after ``history`` (earlier questions, oldest
+    first): a follow-up that has no type and no question word of its own takes the type of
+    the last earlier question."""
+    qtype = question_type(question)
+    if qtype != "other" or not history or _QUESTION_WORD.search(question):
+        return qtype
+    previous = next((h for h in reversed(history) if h.strip()), "")
+    return question_type(previous) if previous else qtype
+
+
 # "Which sectors…", "What other privileges…", "Какие меры…": several things are asked for (a
 # plural noun after the question word), whatever the type of each.
 _AUX = r"(?:does|do|did|is|was|are|were|has|have|had|will|can)\b"
@@ -134,7 +153,7 @@ def resolve_follow_up(question: str, history: list[str]) -> str:
     return f"{question} {previous}"
 
 
-_COUNTED = re.compile(r"\b(?:how\s+many|how\s+much|сколько|скольких|скольким|скольки)\s+((?:[\w-]+\s+){0,1}[\w-]+)", _F)
+_COUNTED = re.compile(r"\b(?:how\s+many|how\s+much|скольк(?:о|их|им|ими|и))\s+((?:[\w-]+\s+){0,1}[\w-]+)", _F)
 
 
 # A stretch of time is asked for ("How long…", "Как давно…"; not "how long ago", a date, nor

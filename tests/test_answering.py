@@ -196,6 +196,7 @@ def test_follow_up_is_answered_for_its_own_words(service):
     ("And what is its total area?", "number"),
     ("What is its usable floor area?", "number"),
     ("Какова их доля в экспорте?", "amount"),
+    ("What property tax rate do anchor residents pay?", "amount"),  # two words before the noun asked for
     ("What was their investment?", "amount"),
     ("Who opened the centre?", "person"),
     ("Кто открыл центр?", "person"),
@@ -216,6 +217,17 @@ def test_follow_up_is_answered_for_its_own_words(service):
 ])
 def test_question_types(question, qtype):
     assert question_type(question) == qtype
+
+
+def test_a_follow_up_without_a_question_word_asks_what_the_earlier_question_asked():
+    from qa.questions import follow_up_type
+
+    earlier = ["What property tax rate do anchor residents pay?"]
+    assert follow_up_type("And their profit tax rate?", earlier) == "amount"
+    assert follow_up_type("А в 2024 году?", ["Сколько компаний работало в ОЭЗ в 2023 году?"]) == "number"
+    # a question word of its own, or no earlier question: its own type
+    assert follow_up_type("What does it make?", earlier) == "other"
+    assert follow_up_type("And their profit tax rate?", []) == "other"
 
 
 @pytest.mark.parametrize(("question", "money"), [
@@ -555,6 +567,9 @@ def test_two_figures_joined_by_a_word_are_one_range(text, figures):
     ("How long does the tax break last?", "The rate is 15.5% (instead of 20%) for 10 years.", "10 years"),
     ("Как давно растут кластеры?", "Последние четыре года в Москве растут 12 кластеров.", "четыре года"),
     ("Как долго строили корпус?", "Корпус площадью 5 тыс. кв. м строили 3 месяца.", "3 месяца"),
+    # "со сколькими": what is counted after every case of "сколько"
+    ("Со сколькими странами заключены контракты?",
+     "С 2017 года заключено свыше 3,9 тыс. контрактов с партнерами из более чем 115 стран.", "115"),
     # what is counted may stand before the figure, in its clause
     ("How many interceptions did the defence make?",
      "The defence gave up just 308 points, while leading the league in interceptions with 24.", "24"),
@@ -1099,4 +1114,29 @@ def test_a_person_question_takes_the_neighbour_that_names_the_person(settings, e
     a = service.ask("Who opened the new factory of Theta Photonics in Technopark Theta?", threshold=0.0)
     assert (a.answer or "").startswith("On 11 December 2015") and "Arkady Dvorkovich" in a.answer
     assert a.short_answer is not None and "Dvorkovich" in a.short_answer
+    check_invariants(a, service)
+
+
+def test_a_follow_up_without_a_question_word_is_answered_with_the_type_asked_before(settings, encoder):
+    service = _with_source(
+        settings, encoder, "iota-park",
+        "= Technopark Iota =\n\nAnchor residents of Technopark Iota get incentives, including:\n"
+        "- Incentive rate of property tax – 0% for 10 years\n"
+        "- Incentive rate of profit tax – 15.5% (instead of 20%) for 10 years\n")
+    # untyped, the follow-up was answered by the phrase model ("10 years"); it asks for a rate, as before
+    a = service.ask("And their profit tax rate?", ["What property tax rate do anchor residents of Technopark Iota pay?"],
+                    threshold=0.0)
+    assert a.short_answer == "15.5%"
+    check_invariants(a, service)
+
+
+def test_a_follow_ups_short_answer_stands_by_its_own_words(settings, encoder):
+    service = _with_source(
+        settings, encoder, "kappa-park",
+        "= Technopark Kappa =\n\nIn December 2012, the TID Lambda was awarded the status of a technopolis and the "
+        "name Kappa was adopted.\n")
+    # near the earlier question's words ("status", "technopolis") stands the earlier answer, the date
+    a = service.ask("What was it called before that?", ["When did Kappa get the status of a technopolis?"],
+                    threshold=0.0)
+    assert a.short_answer == "TID Lambda"
     check_invariants(a, service)
