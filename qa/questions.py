@@ -24,7 +24,11 @@ _ORG_EN = (r"company|companies|organi[sz]ations?|firms?|enterprises?|institution
            r"|department|bank|fund|team|club|corporation|manufacturers?|residents?|technoparks?|operator|body|bodies"
            r"|group|museum|legislature|ministry|committee|council|party|school|college|newspaper|network|brand"
            r"|holding|investors?|developer|producer|government|authority|authorities|administration")
-_PERSON_RU = r"министр|мэр|глав|руководител|директор|президент|премьер|заместител|вице|председател|основател|губернатор"
+# the Russian words for the people _PERSON_EN names ("Какой художник…", "Какой член парламента…")
+_PERSON_RU = (r"министр|мэр|глав|руководител|директор|президент|премьер|заместител|вице|председател|основател|губернатор"
+              r"|человек|люд|учен(?:ый|ая|ого|ые|ых|ым)|лидер|автор|член|депутат|инженер|архитектор|художник|корол[ьяе]"
+              r"|королев|император|офицер|игрок|певи?ц|певец|акт[её]р|писател|поэт|композитор|физик|хими?к|политик"
+              r"|предпринимател|бизнесмен|генерал|тренер|квотербек|начальник")
 _ORG_RU = (r"компани|организаци|предприяти|фирм|учреждени|вуз|университет|банк|фонд|резидент|технопарк|производител"
            r"|ведомств|департамент|оператор|структур|площадк|кластер|центр|музе|завод|орган|инвестор|холдинг|госкорпораци"
            r"|бренд|издани|газет|журнал")
@@ -57,9 +61,11 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
         # площадь…", and a possessive, as a follow-up asks: "Какова его полезная площадь?"
         r"\bhow many\b|\bhow much\b|\bhow (big|large|long|tall|far|old|high|wide|deep|fast)\b|\b(what|which)\s+"
         r"((is|was)\s+((the|its|their)\s+)?([\w'’-]+\s+)?|the\s+)?(number|size|area|population|length|height|distance|capacity"
-        r"|floor\s+(space|area))\b"
+        r"|floor\s+(space|area)|score)\b"
         r"|\bскольк(о|их|им|ими)\b|\bкако(е|го)\s+(число|количество)\b"
         r"|\bкаков[аоы]?\s+((?:его|её|ее|их)\s+)?(\w+\s+)?(площадь|мощность|число|количество|размер|длина)\b|\bкакой\s+площад(?!к)"
+        # "Каким был средний размер семьи?", "Какой был финальный счет игры?" (a score: "20–18")
+        r"|\bкак(им|ой|ая|ое)\s+был[аио]?\s+(\w+\s+)?(размер|площадь|длина|сч[её]т)\b|\bкакой\s+(\w+\s+)?сч[её]т\b"
         r"|\bкак\s+(давно|долго)\b|\b(под\s+каким\s+номером|какой\s+номер)\b|\bwhat\s+number\b"
         rf"|{_BY_FACTOR}", _F)),
     ("person", re.compile(

@@ -203,6 +203,14 @@ def test_follow_up_is_answered_for_its_own_words(service):
     ("За кого играл вратарь в финале?", "person"),  # past a preposition
     ("Фрагменты чьей стены видны в городе?", "person"),
     ("С кем сотрудничал инженер?", "person"),
+    # the Russian words for the people the English list names
+    ("Какой художник создал гравюры для книги?", "person"),
+    ("Какой член парламента объяснил решение?", "person"),
+    ("Какого немецкого архитектора пригласили?", "person"),
+    # a score is a figure ("20–18"), so is a size asked past "был"
+    ("What was the final score of the game?", "number"),
+    ("Какой был финальный счет игры?", "number"),
+    ("Каким был средний размер семьи?", "number"),
     ("Which company makes lithography machines?", "organisation"),
     ("Which investment firm holds the lab?", "organisation"),
     ("На какой площадке работают кластеры?", "organisation"),  # a site; "какой площади" is an area
