@@ -63,9 +63,11 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
         r"((is|was)\s+((the|its|their)\s+)?([\w'’-]+\s+)?|the\s+)?(number|size|area|population|length|height|distance|capacity"
         r"|floor\s+(space|area)|score)\b"
         r"|\bскольк(о|их|им|ими)\b|\bкако(е|го)\s+(число|количество)\b"
-        r"|\bкаков[аоы]?\s+((?:его|её|ее|их)\s+)?(\w+\s+)?(площадь|мощность|число|количество|размер|длина)\b|\bкакой\s+площад(?!к)"
+        r"|\bкаков[аоы]?\s+((?:его|её|ее|их)\s+)?(\w+\s+)?(площадь|мощность|число|количество|размер|длина|население"
+        r"|численность)\b|\bкакой\s+площад(?!к)"
         # "Каким был средний размер семьи?", "Какой был финальный счет игры?" (a score: "20–18")
-        r"|\bкак(им|ой|ая|ое)\s+был[аио]?\s+(\w+\s+)?(размер|площадь|длина|сч[её]т)\b|\bкакой\s+(\w+\s+)?сч[её]т\b"
+        r"|\bкак(им|ой|ая|ое)\s+был[аио]?\s+(\w+\s+)?(размер|площадь|длина|сч[её]т|население|численность)\b"
+        r"|\bкакой\s+(\w+\s+)?сч[её]т\b"
         r"|\bкак\s+(давно|долго)\b|\b(под\s+каким\s+номером|какой\s+номер)\b|\bwhat\s+number\b"
         rf"|{_BY_FACTOR}", _F)),
     ("person", re.compile(
@@ -78,12 +80,13 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
         rf"\b(what|which)\s+([\w-]+\s+){{0,2}}({_ORG_EN})\b"
         rf"|\bкак(ая|ие|ой|ую|им|ого|ое|ом|их)\s+(\w+\s+){{0,2}}({_ORG_RU})", _F)),
     ("place", re.compile(
-        r"^\s*(and\s+)?where\b|\b(what|which)\s+(city|country|district|region|place|area|location|town|state|street"
+        r"^\s*(and\s+)?where\b|\b(what|which)\s+(city|country|nation|district|region|place|area|location|town|state|street"
         r"|continent|part of)\b"
         r"|^\s*(а\s+|и\s+)?(где|куда|откуда)\b|\bв\s+как(ом|ой|их)\s+(город\w*|район\w*|стран\w*|регион\w*|округ\w*|месте)\b"
         r"|\bв\s+какой\s+части\b", _F)),
     # "Как называется …?" / "Как звали …?" ask for a name, not a manner
-    ("other", re.compile(r"^\s*(а\s+|и\s+)?как\s+(называ\w*|зовут|звали|именуют\w*|назвал\w*)\b", _F)),
+    ("other", re.compile(r"^\s*(а\s+|и\s+)?как\s+((еще|ещё|иначе|изначально|раньше|теперь|сейчас|официально)\s+)?"
+                         r"(называ\w*|зовут|звали|именуют\w*|назвал\w*)\b", _F)),
     ("why_how", re.compile(
         r"^\s*(and\s+)?(why|how)\b|\bfor what (purpose|reason)\b|\bwhat (is|was|were) the (reason|purpose|cause)\b"
         r"|^\s*(а\s+|и\s+)?(почему|зачем|как|каким образом|для чего|за сч[её]т чего|благодаря чему)\b", _F)),

@@ -211,6 +211,9 @@ def test_follow_up_is_answered_for_its_own_words(service):
     ("What was the final score of the game?", "number"),
     ("Какой был финальный счет игры?", "number"),
     ("Каким был средний размер семьи?", "number"),
+    ("Каким было население города в 1901 году?", "number"),
+    ("Which nation holds most of the forest?", "place"),
+    ("Как еще называется это шоссе?", "other"),  # a name, not a manner
     ("Which company makes lithography machines?", "organisation"),
     ("Which investment firm holds the lab?", "organisation"),
     ("На какой площадке работают кластеры?", "organisation"),  # a site; "какой площади" is an area
