@@ -223,6 +223,9 @@ def test_follow_up_is_answered_for_its_own_words(service):
     ("Где находится технополис?", "place"),
     ("Why did the factory close?", "why_how"),
     ("Почему завод закрылся?", "why_how"),
+    ("С какой целью создавался технополис?", "why_how"),
+    ("По какой причине суд вынес решение?", "why_how"),
+    ("Насколько выше были темпы роста в 2005 году?", "amount"),  # as "How much higher…"
     ("Как называется технопарк?", "other"),
     ("What does NeoPhotonics produce?", "other"),
 ])
