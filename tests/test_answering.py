@@ -590,6 +590,9 @@ def test_two_figures_joined_by_a_word_are_one_range(text, figures):
     # the question's words in the figure's own clause count, not those past a semicolon
     ("How many of the plants make solar panels?",
      "Of the 12 plants, 4 make chips and solar panels; 8 make medical devices.", "4"),
+    # and the lead-in before a colon is every item's, the nearest item's no more than the others'
+    ("How many of the plants in the park make medical devices?",
+     "Of the plants in the park: 4 make chips; 8 make medical devices.", "8"),
 ])
 def test_a_figure_is_of_what_the_question_counts(service, question, sentence, expected):
     from qa.questions import asked_quantity
@@ -1154,3 +1157,12 @@ def test_a_follow_ups_short_answer_stands_by_its_own_words(settings, encoder):
                     threshold=0.0)
     assert a.short_answer == "TID Lambda"
     check_invariants(a, service)
+
+
+def test_clauses_are_cut_at_semicolons_and_colons_not_inside_a_figure():
+    from qa.answering import _clauses
+
+    sent = "At 4:51 the plants: 4 make chips; 8 make devices."
+    tokens = word_tokens(sent)
+    clause = {sent[a:b]: k for (a, b, _st), k in zip(tokens, _clauses(sent, tokens), strict=True)}
+    assert clause["At"] == clause["plants"] == 0 and clause["chips"] == 1 and clause["devices"] == 2
