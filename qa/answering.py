@@ -821,6 +821,9 @@ class Extractor:
             cands = _with_time_unit(sent, tokens, cands) or cands
         if qtype in ("number", "amount") and not counted.label:
             cands = [c for c in cands if not _LABEL_FIGURE.match(sent, c.start)] or cands
+        if qtype in ("number", "amount") and not counted.times:
+            # "создадут 90 тыс. рабочих мест", not "в 3,5 раза", answers "Сколько вакансий…"
+            cands = [c for c in cands if not _TIMES_FIGURE.search(sent, c.start, c.end)] or cands
         if weights is None:
             weights = {i: q_terms.get(tokens[i][2] or "", 0.0) for i in matched}
 
@@ -892,6 +895,7 @@ def _counts(sent: str, tokens: list[tuple[int, int, str | None]], c: Candidate, 
 # golds leave it out (8 of 8), and XQuAD dev's keep it once.
 _BOUND = re.compile(r"(?:\b(?:more|fewer|less)\s+than|\bover|\bat\s+least|\bup\s+to|\bне\s+(?:менее|более)"
                     r"|\bболее(?:\s+чем)?|\bсвыше|\bменее)\s+$", re.IGNORECASE)
+_TIMES_FIGURE = re.compile(r"(?:\btimes|\bраза?|-?fold)$", re.IGNORECASE)  # a factor or a count of times
 _LABEL_FIGURE = re.compile(r"№|No\.")  # "корпус № 5": a label, no count (``Quantity.label``)
 _A_YEAR = re.compile(rf"(?<![\d.]){YEAR}(?![\d\-–—]|s\b)")  # a year in a text
 

@@ -193,6 +193,8 @@ _FACTOR = re.compile(r"\bво\s+сколько\s+раз|\bhow\s+many\s+times\s+(
 # A question that asks for a rough figure ("Approximately how many…", "Примерно сколько…")
 # takes a bound with it ("over 5,100", "более 70 000"); one that does not, the figure alone.
 _ROUGHLY = re.compile(r"\b(approximately|roughly|(about|around)\s+how|примерно|приблизительно|ориентировочно)\b", _F)
+# How often: "Сколько раз…", "How many times…" (a factor is ``_FACTOR``)
+_TIMES_ASKED = re.compile(r"\bскольк\w*\s+раз\b|\bhow\s+many\s+times\b|\bhow\s+often\b", _F)
 # A question that asks for a number as a label ("Под каким номером…", "What number…") is
 # answered by "№ 5"; any other figure question by a count or a measure, not by a label.
 _LABEL = re.compile(r"\bномер\w*|\bwhat\s+number\b|\bnumber(ed)?\s+(?!of\b)\w", _F)
@@ -207,7 +209,8 @@ class Quantity:
     a date question asks for the year alone (``_YEAR_ASKED``); ``unit``: the stems of
     the counted words, stop words too ("раз"), none for a factor (``_FACTOR``); ``rough``:
     a rough figure is asked for (``_ROUGHLY``); ``label``: a number as a label ("№ 5") is
-    asked for (``_LABEL``)."""
+    asked for (``_LABEL``); ``times``: a factor or how often is asked ("Во сколько раз…",
+    "How many times…"), so a figure of times ("в 3,5 раза") may answer."""
 
     stems: frozenset[str] = frozenset()
     duration: bool = False
@@ -216,6 +219,7 @@ class Quantity:
     unit: frozenset[str] = frozenset()
     rough: bool = False
     label: bool = False
+    times: bool = False
 
 
 NO_QUANTITY = Quantity()
@@ -225,14 +229,15 @@ def asked_quantity(question: str) -> Quantity:
     m = _COUNTED.search(question)
     duration, year = bool(_DURATION.search(question)), bool(_YEAR_ASKED.search(question))
     rough, label = bool(_ROUGHLY.search(question)), bool(_LABEL.search(question))
+    times = bool(_FACTOR.search(question) or _TIMES_ASKED.search(question))
     if not m:
-        return Quantity(duration=duration, year=year, rough=rough, label=label)
+        return Quantity(duration=duration, year=year, rough=rough, label=label, times=times)
     group = m.group(1).lower().replace("ё", "е")
     tokens = word_tokens(group)
     content = [(group[a:b], st) for a, b, st in tokens if st]
     return Quantity(frozenset(st for _w, st in content), duration, tuple(w for w, _st in content if w.isalpha()), year,
                     frozenset() if _FACTOR.search(question) else frozenset(stem_word(group[a:b]) for a, b, _st in tokens),
-                    rough, label)
+                    rough, label, times)
 
 
 # A question about a sum of money ("How much does a ticket cost?", "Сколько стоит аренда?",

@@ -623,6 +623,13 @@ def test_a_figure_is_of_what_the_question_counts(service, question, sentence, ex
     ("Какова его полезная площадь?", "number", "Работает корпус № 5 полезной площадью более 175 тыс. кв. м.",
      "175 тыс. кв. м"),
     ("Под каким номером работает корпус?", "number", "Работает корпус № 5 площадью более 175 тыс. кв. м.", "№ 5"),
+    # a factor or a count of times answers only a question asking for one
+    ("Сколько вакансий появится в ОЭЗ к 2030 году?", "number",
+     "К 2030 году площади в ОЭЗ будут увеличены в 3,5 раза, также создадут более 90 тыс. новых рабочих мест.",
+     "90 тыс."),
+    ("Во сколько раз увеличат площади в ОЭЗ к 2030 году?", "number",
+     "К 2030 году площади в ОЭЗ будут увеличены в 3,5 раза, также создадут более 90 тыс. новых рабочих мест.",
+     "3,5 раза"),
 ])
 def test_the_short_answer_is_shaped_as_the_question_asks(service, question, qtype, sentence, expected):
     from qa.questions import asked_quantity
