@@ -506,7 +506,7 @@ class Extractor:
             return None
         own = question if query and question and query != question else None
         q_terms = self.question_terms(query or question, own)
-        own_stems = frozenset(tokenize(own)) if own is not None else frozenset()
+        own_stems = frozenset(tokenize(own)) if own is not None else frozenset()  # none: not a follow-up
         qwords = self.question_words(query or question, own)
         t = self.table(passages, q_terms, qtype, lang, qvec, qwords)
         if not t.rows:
@@ -530,8 +530,8 @@ class Extractor:
         known = frozenset(tokenize(earlier))
         # the short answer stands by what the follow-up itself asks ("And their profit tax
         # rate?"): near the earlier question's words stands the earlier answer
-        short_terms = {t: v for t, v in q_terms.items() if t in own_stems} if own is not None else q_terms
-        short = self._short(doc_id, start, end, qtype, short_terms or q_terms, question_word(question), cross,
+        short_terms = {t: v for t, v in q_terms.items() if t in own_stems} or q_terms
+        short = self._short(doc_id, start, end, qtype, short_terms, question_word(question), cross,
                             counted, qf, known) if qtype in SHORT and not listed else None
         ranked = np.sort(scores)[::-1]
         features = {f: float(v) for f, v in zip(FEATURES, t.x[i], strict=True)}
@@ -672,6 +672,8 @@ class Extractor:
         by_row = {r: k for k, r in enumerate(t.rows)}
         mass = sum(q_terms.values()) or 1.0
         own = self.sentence_stems(doc_id, start, end)
+        # a who-question whose sentence names no one takes the neighbour that names a person
+        nameless = qtype == "person" and not self._may_name(self.index.parse(doc_id, start, end), doc_id, start, q_terms)
         choice, best_gain = None, 0.0
         for row in (t.rows[i] - 1, t.rows[i] + 1):
             k = by_row.get(row)
@@ -681,8 +683,7 @@ class Extractor:
             stems = self.sentence_stems(doc_id, a, b)
             gain = sum(v for w, v in q_terms.items() if w in stems and w not in own) / mass
             needs_shape = ((qtype in SHAPED and not t.x[i, 4] and bool(t.x[k, 4]))
-                           or (qtype == "person" and not self._may_name(doc_id, start, end, q_terms)
-                               and self._has_person(doc_id, a, b)))
+                           or (nameless and _names_person(self.index.parse(doc_id, a, b))))
             close = scores[k] >= scores[i] - self.weights.adjacent_margin
             if (needs_shape or close or gain >= self.weights.merge_gain) and gain + needs_shape + close > best_gain:
                 choice, best_gain = (a, b), gain + needs_shape + close
@@ -690,17 +691,11 @@ class Extractor:
             return start, end
         return min(start, choice[0]), max(end, choice[1])
 
-    def _has_person(self, doc_id: str, a: int, b: int) -> bool:
-        """Whether the parser found a person's name in ``[a, b)`` of a document."""
-        ents = self.index.parse(doc_id, a, b).ents
-        return bool(len(ents)) and bool((ents[:, 2] == _PER).any())
-
-    def _may_name(self, doc_id: str, a: int, b: int, q_terms: dict[str, float]) -> bool:
-        """Whether ``[a, b)`` of a document may name a person the question does not: a person
-        the parser found, or a proper noun that is not the question's nor part of a date
-        ("December")."""
-        parse = self.index.parse(doc_id, a, b)
-        if len(parse.ents) and (parse.ents[:, 2] == _PER).any():
+    def _may_name(self, parse: Parse, doc_id: str, a: int, q_terms: dict[str, float]) -> bool:
+        """Whether the text ``parse`` read (from ``a`` on in a document) may name a person the
+        question does not: a person the parser found, or a proper noun that is not the
+        question's nor part of a date ("December")."""
+        if _names_person(parse):
             return True
         dates = [(x, y) for x, y, e in parse.ents if e in _TIME_ENTS]
         text = self.index.docs[doc_id].text
@@ -865,6 +860,11 @@ class Extractor:
 # a semicolon, or a colon that is not inside a figure ("4:51"): the lead-in before a colon is
 # each item's as much, the items after it are clauses of their own
 _CLAUSE_MARK = re.compile(r";|(?<!\d):|:(?!\d)")
+
+
+def _names_person(parse: Parse) -> bool:
+    """Whether the parser found a person's name in the text ``parse`` read."""
+    return bool(len(parse.ents)) and bool((parse.ents[:, 2] == _PER).any())
 
 
 def _clauses(sent: str, tokens: list[tuple[int, int, str | None]]) -> list[int]:

@@ -18,7 +18,7 @@ from qa.answering import NOT_FOUND, Draft, Extractor, citation, first_sentence
 from qa.config import Settings
 from qa.embedding import encode, warm_up
 from qa.index import IndexData
-from qa.questions import follow_up_type, resolve_follow_up
+from qa.questions import follow_up_type, last_question, resolve_follow_up
 from qa.retrieval import Mode, Retriever
 from qa.text import detect_lang
 from qa.types import Answer, Citation, Passage
@@ -68,7 +68,7 @@ class QAService:
             else:
                 draft = self.extractor(self.index, passages, question=question, query=query,
                                        qtype=follow_up_type(question, history), lang=lang, qvec=qvec,
-                                       earlier=next((h for h in reversed(history) if h.strip()), ""))
+                                       earlier=last_question(history))
         limit = self.settings.abstain_threshold if threshold is None else threshold
         if draft is None or draft.confidence < limit:
             return Answer(question=question, lang=lang, abstained=True, answer=None, short_answer=None,

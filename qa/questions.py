@@ -9,6 +9,7 @@ questions we do not have.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qa.text import stem_word, tokenize, word_tokens
@@ -108,19 +109,24 @@ def question_type(question: str) -> str:
 # rate?", "А в 2024 году?") asks what the earlier question asked, of something else.
 _QUESTION_WORD = re.compile(
     r"\b(?:what|which|who|whom|whose|when|where|why|how)\b"
-    r"|\b(?:что|чего|чем|чему|ч[её]м|как\w*|каков\w*|кто|кого|кому|кем|когда|где|куда|откуда|почему|зачем"
+    r"|\b(?:что|чего|чему|ч[её]м|как\w*|кто|кого|кому|кем|когда|где|куда|откуда|почему|зачем"
     r"|скольк\w+|чей|чья|чь[её]|чьи|ли)\b", _F)
 
 
-def follow_up_type(question: str, history: list[str] | tuple[str, ...] = ()) -> str:
+def follow_up_type(question: str, history: Sequence[str] = ()) -> str:
     """``question_type`` of a question asked after ``history`` (earlier questions, oldest
     first): a follow-up that has no type and no question word of its own takes the type of
     the last earlier question."""
     qtype = question_type(question)
-    if qtype != "other" or not history or _QUESTION_WORD.search(question):
+    if qtype != "other" or _QUESTION_WORD.search(question):
         return qtype
-    previous = next((h for h in reversed(history) if h.strip()), "")
+    previous = last_question(history)
     return question_type(previous) if previous else qtype
+
+
+def last_question(history: Sequence[str]) -> str:
+    """The most recent earlier question of ``history`` (oldest first), "" when there is none."""
+    return next((h for h in reversed(history) if h.strip()), "")
 
 
 # "Which sectors…", "What other privileges…", "Какие меры…": several things are asked for (a
@@ -158,7 +164,7 @@ def resolve_follow_up(question: str, history: list[str]) -> str:
     own = tokenize(question)
     if len(own) > 4 or not _FOLLOW_UP.search(question):
         return question
-    previous = next((h for h in reversed(history) if h.strip()), "")
+    previous = last_question(history)
     if not previous:
         return question
     return f"{question} {previous}"
@@ -229,14 +235,15 @@ def asked_quantity(question: str) -> Quantity:
     m = _COUNTED.search(question)
     duration, year = bool(_DURATION.search(question)), bool(_YEAR_ASKED.search(question))
     rough, label = bool(_ROUGHLY.search(question)), bool(_LABEL.search(question))
-    times = bool(_FACTOR.search(question) or _TIMES_ASKED.search(question))
+    factor = bool(_FACTOR.search(question))
+    times = factor or bool(_TIMES_ASKED.search(question))
     if not m:
         return Quantity(duration=duration, year=year, rough=rough, label=label, times=times)
     group = m.group(1).lower().replace("ё", "е")
     tokens = word_tokens(group)
     content = [(group[a:b], st) for a, b, st in tokens if st]
     return Quantity(frozenset(st for _w, st in content), duration, tuple(w for w, _st in content if w.isalpha()), year,
-                    frozenset() if _FACTOR.search(question) else frozenset(stem_word(group[a:b]) for a, b, _st in tokens),
+                    frozenset() if factor else frozenset(stem_word(group[a:b]) for a, b, _st in tokens),
                     rough, label, times)
 
 
