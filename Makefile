@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM := false
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup build run test lint browser screenshots eval-gate eval-report retrieval-report clean-index fuzz load faults bench
+.PHONY: setup build run test lint browser screenshots eval-gate eval-report retrieval-report clean-index fuzz load faults bench train-reader fit-confidence
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -85,6 +85,17 @@ eval-gate: setup
 # metrics.json and per-question records in eval/records/ (about a minute).
 eval-report: setup
 	$(BIN)/qa eval --out eval --report
+
+# Fine-tune the reader (qa/models/reader.safetensors) on data/squad-train: bf16, a progress
+# bar, a checkpoint every 50 steps in var/reader-train (run it again to resume; --fresh
+# starts over). Then refit its confidence: make fit-confidence.
+train-reader: setup
+	$(BIN)/python -m qa.train_reader
+
+# The reader's confidence and abstention threshold (qa/reader_confidence.json), fitted on
+# XQuAD dev and off-topic questions made from half its articles (never the reported sets).
+fit-confidence: build
+	$(BIN)/python -m qa.fit_confidence
 
 retrieval-report: setup
 	$(BIN)/python -m qa.benchmark

@@ -163,6 +163,7 @@ class CitationOut(BaseModel):
     title: str
     url: str | None
     lang: str
+    date: str | None = Field(default=None, description="the source's publication date (ISO), when known")
     start: int = Field(description="character offset into the source text (GET /api/sources/{doc_id})")
     end: int
     quote: str = Field(description="== source text[start:end]")

@@ -80,7 +80,10 @@ async def _ask(http: httpx.AsyncClient, path: str, question: str, latencies: lis
     the kind of failure (any non-2xx status or transport error) counted in ``errors``."""
     t0 = time.perf_counter()
     try:
-        r = await http.post(path, json={"question": question})
+        if path == "/api/search":
+            r = await http.get(path, params={"q": question})
+        else:
+            r = await http.post(path, json={"question": question})
         if r.status_code >= 300:
             errors[f"HTTP {r.status_code}"] += 1
             return None
@@ -107,9 +110,9 @@ async def run(url: str, clients: int, duration: float, path: str = "/api/ask",
     https = [httpx.AsyncClient(base_url=url, limits=one, timeout=30.0) for _ in range(clients)]
     try:
         # one warm-up request, not counted (but logged by the server)
-        warm = await https[0].post(path, json={"question": qs[0]})
-        if warm.status_code == 200:
-            ids.add(warm.json()["answer_id"])
+        warm = await _ask(https[0], path, qs[0], [], Counter())
+        if warm is not None and "answer_id" in warm:
+            ids.add(warm["answer_id"])
 
         async def client(n: int) -> None:
             i = n
@@ -117,7 +120,7 @@ async def run(url: str, clients: int, duration: float, path: str = "/api/ask",
                 q = qs[i % len(qs)]
                 i += clients
                 body = await _ask(https[n], path, q, latencies, errors)
-                if body is not None:
+                if body is not None and "answer_id" in body:
                     ids.add(body["answer_id"])
 
         t_start = time.perf_counter()

@@ -211,6 +211,7 @@ def bench_http(clients: list[int], rates: list[float], duration: float, workers:
                     raise SystemExit("the server did not become ready")
                 time.sleep(0.5)
             runs = [asyncio.run(load.run(url, c, duration)) for c in clients]
+            search = asyncio.run(load.run(url, 1, duration, path="/api/search"))
             open_runs = [asyncio.run(load.run_open(url, r, duration)) for r in rates]
         finally:
             # SIGTERM to the server, not to /usr/bin/time: time would die of it without
@@ -221,7 +222,7 @@ def bench_http(clients: list[int], rates: list[float], duration: float, workers:
         err.seek(0)
         m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err.read())
         err.close()
-    return {"workers": workers, "cpu_slots": env["QA_CPU_SLOTS"], "runs": runs, "open_loop": open_runs,
+    return {"workers": workers, "cpu_slots": env["QA_CPU_SLOTS"], "runs": runs, "search": search, "open_loop": open_runs,
             "server_peak_rss_mb": round(int(m.group(1)) / 1024) if m else None}
 
 
@@ -258,6 +259,11 @@ def markdown(r: dict) -> str:
                      f"({http['workers']} server workers) | {run['requests_per_s']} requests/s; p50 {lat['p50']} ms, "
                      f"p95 {lat['p95']} ms, p99 {lat['p99']} ms; {run['error_count']} errors; the load client itself used "
                      f"{run['client_cpu_cores']} of the 2 cores |")
+    if "search" in http:
+        lat = http["search"]["latency_ms"]
+        lines.append(f"| `GET /api/search`, 1 client in sequence, {http['search']['duration_s']} s | "
+                     f"{http['search']['requests_per_s']} requests/s; p50 {lat['p50']} ms, p95 {lat['p95']} ms, "
+                     f"p99 {lat['p99']} ms; {http['search']['error_count']} errors |")
     for run in http["open_loop"]:
         lat = run["latency_ms"]
         lines.append(f"| `POST /api/ask`, open loop: {run['rate_per_s']:g} questions/s arriving for {run['duration_s']} s "
@@ -270,7 +276,7 @@ def markdown(r: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats and shorter HTTP runs")
-    ap.add_argument("--clients", type=int, nargs="+", default=[1, 10, 20, 50])
+    ap.add_argument("--clients", type=int, nargs="+", default=[1, 4, 10, 20])
     ap.add_argument("--rates", type=float, nargs="*", default=[10.0, 50.0],
                     help="open-loop arrival rates, questions/s")
     ap.add_argument("--duration", type=float, default=None, help="seconds per HTTP run (default 20, quick 5)")

@@ -15,6 +15,7 @@ from qa.config import PROJECT_ROOT, Settings
 from qa.datasets import SETTINGS_KINDS
 from qa.index import IndexUnusable, MissingIndexError, StaleIndexError, build_on_disk, open_index
 from qa.sources import SourceError
+from qa.types import ModelFileError
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -140,13 +141,14 @@ def _render_answer(answer: Any, color: bool) -> str:
     for c in answer.citations:
         lang_note = f", {c.lang}" if c.lang != answer.lang else ""
         url = f" {c.url}" if c.url else ""
-        lines.append(f"  [{c.n}] {c.title} ({c.doc_id}, characters {c.start}-{c.end}{lang_note}){url}")
+        date = f", {c.date}" if c.date else ""
+        lines.append(f"  [{c.n}] {c.title} ({c.doc_id}{date}, characters {c.start}-{c.end}{lang_note}){url}")
     return "\n".join(lines)
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from qa.datasets import DatasetError, load_dataset
-    from qa.evaluation import check_thresholds, evaluate
+    from qa.evaluation import check_thresholds, default_systems, evaluate
     from qa.sources import load_documents
 
     if args.report and not args.out:
@@ -169,10 +171,32 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE
     encoder = _load_encoder(settings)
     out = args.out
-    results = evaluate(sets, settings, encoder, bundled=lambda: _ensure_index(settings, encoder), limit=args.limit,
-                       records_dir=out / "records" if out else None, progress=_progress)
-    report = {"generated": time.strftime("%Y-%m-%d %H:%M"), "settings": _eval_settings(settings),
-              "datasets": results}
+    systems = default_systems(settings, args.compare or ())
+    if args.system:
+        systems = [s for s in systems if s.name in args.system]
+        if not systems:
+            _err(f"no system named {', '.join(args.system)}")
+            return EXIT_USAGE
+    try:
+        results = evaluate(sets, settings, encoder, bundled=lambda: _ensure_index(settings, encoder), systems=systems,
+                           limit=args.limit, records_dir=out / "records" if out else None, progress=_progress)
+    except ModelFileError as e:
+        _err(str(e))
+        return EXIT_FAILURE
+    report: dict[str, Any] = {"generated": time.strftime("%Y-%m-%d %H:%M"), "settings": _eval_settings(settings),
+                              "datasets": results}
+    xquad = [p for p in paths if p.is_dir() and sorted(p.glob("xquad.*.json"))]
+    if args.report and xquad and any(s.answerer == "reader" for s in systems):
+        from qa.reader import cached_reader
+        from qa.reader_eval import gold_paragraph
+
+        reader = cached_reader(settings.reader_weights, settings.reader_precision)
+        report["reader_alone"] = []
+        for f in sorted(xquad[0].glob("xquad.*.json")):
+            _progress(f"reader alone on the gold paragraph: {f.name}")
+            r = gold_paragraph(reader, f, args.limit)
+            r.pop("records")
+            report["reader_alone"].append(r)
     if out:
         from qa.report import write_report
 
@@ -207,6 +231,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
     url = f"http://{f'[{host}]' if ':' in host else host}:{args.port}/"
+    if settings.answerer == "reader":
+        from qa.reader import check_weights
+
+        check_weights(settings.reader_weights)  # a clear error now, not a worker that cannot start
     if args.workers > 1:
         return _serve_workers(args, settings, url)
     service = server.load_service(settings, progress=_progress)
@@ -289,8 +317,9 @@ def _render_report(report: dict[str, Any], path: Path) -> str:
 
 def _eval_settings(settings: Settings) -> dict[str, Any]:
     keys = ("embedding_model", "chunk_size", "chunk_overlap", "bm25_weight_same", "bm25_weight_cross",
-            "sentence_weight", "same_lang_bonus", "answer_passages", "answerer", "abstain_threshold")
-    return {k: getattr(settings, k) for k in keys}
+            "sentence_weight", "same_lang_bonus", "answer_passages", "answerer", "abstain_threshold",
+            "reader_passages", "reader_stop_margin", "reader_window_tokens", "reader_stride", "reader_precision")
+    return {**{k: getattr(settings, k) for k in keys}, "threshold": settings.threshold()}
 
 
 def _positive(value: str) -> int:
@@ -335,6 +364,11 @@ def parser() -> argparse.ArgumentParser:
                         "default: eval/technopolis.jsonl, eval/follow-ups.jsonl, eval/off-topic.jsonl and eval/xquad-dev)")
     e.add_argument("--setting", choices=SETTINGS_KINDS, action="append",
                    help="benchmark settings to run (repeatable; default all: same, cross, mixed)")
+    e.add_argument("--compare", action="append", choices=["extractive", "reader"],
+                   help="also run fused retrieval with this answer step (repeatable): "
+                        "`--compare extractive` puts the earlier rule-based step beside the reader")
+    e.add_argument("--system", action="append",
+                   help="run only these systems (repeatable: fused, bm25, dense, first-sentence, fused-rules…)")
     e.add_argument("--limit", type=_at_least_one, help="only the first N questions of each setting")
     e.add_argument("--out", type=Path, help="write metrics.json and per-question records/ here")
     e.add_argument("--report", action="store_true", help="also write report.md and report.png to --out")
@@ -364,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                 "report": cmd_report}
     try:
         return commands[args.command](args, settings)
-    except (SourceError, IndexUnusable) as e:
+    except (SourceError, IndexUnusable, ModelFileError) as e:
         _err(str(e))
         return EXIT_FAILURE
     except KeyboardInterrupt:

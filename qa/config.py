@@ -25,8 +25,16 @@ def confidence_weights() -> dict[str, Any]:
     return json.loads(CONFIDENCE_WEIGHTS.read_text(encoding="utf-8"))
 
 
-def tuned_threshold() -> float:
-    """The abstention threshold stored with the confidence weights."""
+# The reader's confidence (qa/reading.py) and its threshold, written by ``python -m qa.fit_confidence``.
+READER_CONFIDENCE = Path(__file__).with_name("reader_confidence.json")
+
+
+def tuned_threshold(answerer: str = "reader") -> float:
+    """The abstention threshold fitted with the answerer's confidence."""
+    if answerer == "reader":
+        if not READER_CONFIDENCE.is_file():
+            return 0.5
+        return float(json.loads(READER_CONFIDENCE.read_text(encoding="utf-8"))["threshold"])
     return float(confidence_weights()["threshold"])
 
 
@@ -67,12 +75,23 @@ class Settings(BaseSettings):
     top_k: int = Field(default=5, ge=1, le=100)
     # The answer step reads this many top passages (and the eval harness ranks documents by them).
     answer_passages: int = Field(default=10, ge=1, le=100)
-    # "extractive" (sentence + short answer) or the "first-sentence" baseline
-    answerer: Literal["extractive", "first-sentence"] = "extractive"
-    # Below this confidence (a calibrated P(correct), see qa/answering.py) the answer is
-    # "not found in the sources". Default: the threshold `python -m qa.tuning` chose, the
-    # highest that keeps 98% of the right XQuAD answers (eval/answer-tuning.md).
-    abstain_threshold: float = Field(default_factory=tuned_threshold, ge=0.0, le=1.0)
+    # "reader" (the fine-tuned reader, qa/reading.py), "extractive" (the earlier rule-based
+    # sentence + short answer step, qa/answering.py) or the "first-sentence" baseline
+    answerer: Literal["reader", "extractive", "first-sentence"] = "reader"
+    # Below this confidence (a calibrated P(correct)) the answer is "not found in the
+    # sources". Unset: the threshold fitted with the answerer's confidence
+    # (qa/reader_confidence.json for the reader, qa/confidence_weights.json for the rules).
+    abstain_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    # The reader (qa/reader.py, qa/reading.py): its weights; the top passages it reads at
+    # most, in order, until a span's margin over "no answer" reaches the stop margin; its
+    # windows (word pieces, question included) and their overlap; its arithmetic ("int8":
+    # dynamic int8 Linear layers; "bf16": autocast), measured in bench/run.py.
+    reader_weights: Path = PROJECT_ROOT / "qa" / "models" / "reader.safetensors"
+    reader_passages: int = Field(default=3, ge=1, le=20)
+    reader_stop_margin: float = 4.0
+    reader_window_tokens: int = Field(default=256, ge=48, le=512)
+    reader_stride: int = Field(default=64, ge=0, le=256)
+    reader_precision: Literal["int8", "bf16", "fp32"] = "int8"
     # Longest question accepted (characters).
     max_question_chars: int = Field(default=1000, ge=10)
     # The server's question log and answer feedback (SQLite, WAL); `qa report` reads it.
@@ -103,3 +122,9 @@ class Settings(BaseSettings):
     # Python, so two at once in one process take turns on the GIL; with one process a
     # core set 1 (`qa serve --workers N` and bench/run.py set it for their workers).
     cpu_slots: int = Field(default=0, ge=0)
+
+    def threshold(self, answerer: str | None = None) -> float:
+        """The abstention threshold: the one set, or the one fitted for ``answerer``."""
+        if self.abstain_threshold is not None:
+            return self.abstain_threshold
+        return tuned_threshold(answerer or self.answerer)

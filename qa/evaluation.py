@@ -28,6 +28,7 @@ from qa.datasets import EvalItem, EvalSet
 from qa.index import IndexData, build
 from qa.metrics import abstention_metrics, best_over_golds, contains, percentile, ranking_metrics
 from qa.pipeline import QAService
+from qa.reader import cached_reader
 from qa.retrieval import Mode
 
 CURVE_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(21))
@@ -41,11 +42,19 @@ class System:
     history: bool = True  # False: each question is asked as if it opened the conversation
 
 
-def default_systems(settings: Settings) -> list[System]:
+# the name of a compared answer step's system (``qa eval --compare``)
+COMPARED = {"extractive": "fused-rules", "reader": "fused-reader", "first-sentence": "first-sentence"}
+
+
+def default_systems(settings: Settings, compare: Iterable[str] = ()) -> list[System]:
+    """The fused system, the retrieval baselines with the same answer step, the first
+    sentence baseline, and fused retrieval with each answer step in ``compare`` (the earlier
+    rule-based step beside the reader, in one run)."""
     systems = [System("fused", "fused", settings.answerer), System("bm25", "bm25", settings.answerer),
                System("dense", "dense", settings.answerer)]
-    if settings.answerer != "first-sentence":
-        systems.append(System("first-sentence", "fused", "first-sentence"))
+    for answerer in dict.fromkeys([*compare, "first-sentence"]):
+        if answerer != settings.answerer:
+            systems.append(System(COMPARED[answerer], "fused", answerer))
     return systems
 
 
@@ -183,21 +192,26 @@ def evaluate(
     systems = systems or default_systems(settings)
     results: dict[str, Any] = {}
     built: dict[tuple[str, ...], QAService] = {}
+    # one reader for every corpus (loading it costs seconds)
+    reader = None
+    if any(s.answerer == "reader" for s in systems):
+        reader = cached_reader(settings.reader_weights, settings.reader_precision)
     for es in eval_sets:
         if es.docs is None:
             key: tuple[str, ...] = ("<bundled>",)
             if key not in built:
-                built[key] = QAService(bundled(), encoder, settings)
+                built[key] = QAService(bundled(), encoder, settings, reader=reader)
         else:
             key = tuple(d.doc_id for d in es.docs)
             if key not in built:
                 progress(f"indexing {es.dataset} {es.setting}: {len(es.docs)} documents")
-                built[key] = QAService(build(list(es.docs), encoder, settings, clean=False), encoder, settings)
+                built[key] = QAService(build(list(es.docs), encoder, settings, clean=False), encoder, settings,
+                                       reader=reader)
         service = built[key]
         items = es.items[:limit] if limit else es.items
         for system in _with_baselines(systems, items, settings):
             progress(f"{es.dataset} {es.setting} {system.name}: {len(items)} questions")
-            records = run_items(items, service, system, settings.abstain_threshold,
+            records = run_items(items, service, system, settings.threshold(system.answerer),
                                 {"dataset": es.dataset, "setting": es.setting})
             results.setdefault(es.dataset, {}).setdefault(es.setting, {})[system.name] = summarize(records)
             if records_dir is not None:

@@ -19,15 +19,24 @@ from qa.config import Settings
 from qa.embedding import encode, warm_up
 from qa.index import IndexData
 from qa.questions import follow_up_type, last_question, resolve_follow_up
+from qa.reader import Reader, cached_reader
+from qa.reading import ReadingAnswerer, ReadingSettings
 from qa.retrieval import Mode, Retriever
 from qa.text import detect_lang
 from qa.types import Answer, Citation, Passage
 
 
 class QAService:
-    def __init__(self, index: IndexData, encoder: Any, settings: Settings) -> None:
+    def __init__(self, index: IndexData, encoder: Any, settings: Settings, reader: Reader | None = None) -> None:
+        """``reader``: a loaded reader to share (the eval harness reads several corpora with
+        one); loaded from ``settings.reader_weights`` when the answerer is the reader."""
         self.index = index
         self.settings = settings
+        if reader is None and settings.answerer == "reader":
+            reader = cached_reader(settings.reader_weights, settings.reader_precision)
+        self.reading = None if reader is None else ReadingAnswerer(index, reader, ReadingSettings(
+            passages=settings.reader_passages, window_tokens=settings.reader_window_tokens, stride=settings.reader_stride,
+            stop_margin=settings.reader_stop_margin))
         self.extractor = Extractor(index, embed=lambda words: encode(encoder, words))
         # one store of word vectors: those of a question's words the index lacks are
         # encoded with the question (``encode_questions``) and read by both stages
@@ -63,13 +72,18 @@ class QAService:
             if qvec is None:
                 qvec = self.encode_questions([(question, history)])[0]
             passages = self.retriever.search(query, self.settings.answer_passages, mode, qvec=qvec if mode != "bm25" else None)
-            if (answerer or self.settings.answerer) == "first-sentence":
+            kind = answerer or self.settings.answerer
+            if kind == "first-sentence":
                 draft = first_sentence(self.index, passages)
+            elif kind == "reader":
+                if self.reading is None:
+                    raise ValueError("the reader is not loaded (answerer 'reader' needs it)")
+                draft = self.reading(passages, question, earlier=last_question(history))
             else:
                 draft = self.extractor(self.index, passages, question=question, query=query,
                                        qtype=follow_up_type(question, history), lang=lang, qvec=qvec,
                                        earlier=last_question(history))
-        limit = self.settings.abstain_threshold if threshold is None else threshold
+        limit = self.settings.threshold(answerer) if threshold is None else threshold
         if draft is None or draft.confidence < limit:
             return Answer(question=question, lang=lang, abstained=True, answer=None, short_answer=None,
                           confidence=draft.confidence if draft else 0.0, message=NOT_FOUND[lang],

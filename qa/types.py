@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+class ModelFileError(ValueError):
+    """A model file (the base model, the reader's weights) is missing, damaged or not in
+    its format. Here, not beside the loader, so the CLI names it without importing torch."""
+
+
 @dataclass(frozen=True)
 class Document:
     doc_id: str
@@ -72,10 +77,13 @@ class Citation:
     start: int
     end: int
     quote: str
+    # the source's publication date (ISO), when known: sources that disagree are cited
+    # newest first, and the reader sees which is which
+    date: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return {"n": self.n, "doc_id": self.doc_id, "title": self.title, "url": self.url, "lang": self.lang,
-                "start": self.start, "end": self.end, "quote": self.quote}
+                "date": self.date, "start": self.start, "end": self.end, "quote": self.quote}
 
 
 @dataclass(frozen=True)

@@ -253,6 +253,7 @@
       doc_id: docId,
       title: str(c.title) || docId,
       url: str(c.url),
+      date: /^\d{4}-\d{2}-\d{2}$/.test(str(c.date) || '') ? c.date : null,
       lang: normLang(c.lang),
       start: typeof c.start === 'number' && isFinite(c.start) ? c.start : null,
       end: typeof c.end === 'number' && isFinite(c.end) ? c.end : null,
@@ -553,6 +554,10 @@
       b.appendChild(el('span', 'tqa-cite-n', '[' + c.n + ']'));
       b.appendChild(document.createTextNode(' '));
       b.appendChild(el('span', 'tqa-cite-title', c.title));
+      if (c.date) {
+        b.appendChild(document.createTextNode(' '));
+        b.appendChild(el('span', 'tqa-cite-date', '(' + c.date + ')'));
+      }
       if (c.lang) b.lang = c.lang;
       b.addEventListener('click', function () {
         openViewer(c, b, msgLang);

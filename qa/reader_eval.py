@@ -1,0 +1,66 @@
+"""The reader alone on the gold paragraph: XQuAD's published setting.
+
+Each question is read against its own paragraph (windows of 384 word pieces, the best
+span of any window, "no answer" not allowed: every XQuAD question has one), scored with
+the SQuAD EM / F1 over its gold answers. ``python -m qa.reader_eval [WEIGHTS...]`` prints
+one row per weights file (the training snapshots are compared this way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from qa.config import PROJECT_ROOT
+from qa.datasets import read_squad
+from qa.metrics import best_over_golds
+from qa.reader import WEIGHTS, Reader
+
+XQUAD_DEV = PROJECT_ROOT / "eval" / "xquad-dev"
+
+
+def gold_paragraph(reader: Reader, path: Path, limit: int | None = None, window: int = 384,
+                   stride: int = 128) -> dict[str, Any]:
+    squad = read_squad(path)
+    paragraphs = {d.title: d.text for d in squad.docs}
+    questions = squad.questions[:limit] if limit else squad.questions
+    em = f1 = 0.0
+    records = []
+    t0 = time.perf_counter()
+    for q in questions:
+        text = paragraphs[q.paragraph]
+        windows = reader.windows(text, 0, q.question, window, stride)
+        spans = [s[0] for s in reader.read(q.question, [text], windows) if s]
+        pred = text[max(spans, key=lambda s: s.score).start:max(spans, key=lambda s: s.score).end] if spans else ""
+        e, f = best_over_golds("em", pred, q.answers), best_over_golds("f1", pred, q.answers)
+        em += e
+        f1 += f
+        records.append({"id": q.qid, "prediction": pred, "em": e, "f1": round(f, 4)})
+    n = max(1, len(questions))
+    return {"lang": squad.lang, "questions": len(questions), "em": round(100 * em / n, 1), "f1": round(100 * f1 / n, 1),
+            "seconds": round(time.perf_counter() - t0, 1), "records": records}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m qa.reader_eval", description=__doc__.split("\n\n")[0])
+    p.add_argument("weights", nargs="*", type=Path, default=[WEIGHTS])
+    p.add_argument("--data", type=Path, action="append", help="SQuAD-format files (default: XQuAD dev EN and RU)")
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--precision", choices=("int8", "bf16", "fp32"), default="int8")
+    args = p.parse_args(argv)
+    data = args.data or [XQUAD_DEV / "xquad.en.json", XQUAD_DEV / "xquad.ru.json"]
+    for w in args.weights:
+        reader = Reader.load(w, args.precision)
+        for d in data:
+            r = gold_paragraph(reader, d, args.limit or None)
+            r.pop("records")
+            print(json.dumps({"weights": str(w), "data": d.name, **r}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

