@@ -234,10 +234,12 @@ def _limit_threads(threads: int) -> None:
     and their idle threads spin: with 2 workers on 2 cores a lone question took 60 ms
     instead of 14 (bench/run.py, 1 client)."""
     import faiss
+    import torch
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads)
     faiss.omp_set_num_threads(threads)
+    torch.set_num_threads(threads)  # the reader's
 
 
 def load_service(settings: Settings, progress: Callable[[str], None] | None = None) -> QAService:

@@ -185,6 +185,10 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_FAILURE
     report: dict[str, Any] = {"generated": time.strftime("%Y-%m-%d %H:%M"), "settings": _eval_settings(settings),
                               "datasets": results}
+    if args.compare:
+        report["command"] = f"qa eval {' '.join(f'--compare {c}' for c in args.compare)} --out {out} --report"
+    if out:
+        report["records"] = f"{out}/records/"
     xquad = [p for p in paths if p.is_dir() and sorted(p.glob("xquad.*.json"))]
     if args.report and xquad and any(s.answerer == "reader" for s in systems):
         from qa.reader import cached_reader

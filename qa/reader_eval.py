@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("weights", nargs="*", type=Path, default=[WEIGHTS])
     p.add_argument("--data", type=Path, action="append", help="SQuAD-format files (default: XQuAD dev EN and RU)")
     p.add_argument("--limit", type=int, default=0)
-    p.add_argument("--precision", choices=("int8", "bf16", "fp32"), default="int8")
+    p.add_argument("--precision", choices=("int8", "bf16", "fp32"), default="bf16")
     args = p.parse_args(argv)
     data = args.data or [XQUAD_DEV / "xquad.en.json", XQUAD_DEV / "xquad.ru.json"]
     for w in args.weights:

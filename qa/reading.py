@@ -74,16 +74,24 @@ class ReadingAnswerer:
         texts = [p.chunk.text for p in top]
         spans: list[Span] = []
         read = 0
-        for key, text in enumerate(texts):
-            windows = self.reader.windows(text, key, asked, self.settings.window_tokens, self.settings.stride)
-            spans += [s[0] for s in self.reader.read(asked, texts, windows) if s]
+        for key in range(len(texts)):
             read += 1
+            windows = self.reader.windows(texts[key], key, asked, self.settings.window_tokens, self.settings.stride)
+            spans += [s[0] for s in self.reader.read(asked, texts, windows) if s]
             if spans and max(s.margin for s in spans) >= self.settings.stop_margin:
                 break
         if not spans:
             return None
         null = min(s.null for s in spans)  # the most confident "no answer" of any window
         best = max(spans, key=lambda s: s.score)
+        # A figure is checked against one more source, if one is left, so that sources that
+        # disagree are both cited (``_conflict``); what it reads never replaces the answer.
+        checked = spans
+        if _DIGIT.search(texts[best.key][best.start:best.end]):
+            other = [k for k in range(read, len(texts)) if top[k].chunk.doc_id != top[best.key].chunk.doc_id][:1]
+            for key in other:
+                windows = self.reader.windows(texts[key], key, asked, self.settings.window_tokens, self.settings.stride)
+                checked = spans + [s[0] for s in self.reader.read(asked, texts, windows) if s]
         p = top[best.key]
         doc_id = p.chunk.doc_id
         s0, s1 = p.chunk.start + best.start, p.chunk.start + best.end
@@ -92,7 +100,7 @@ class ReadingAnswerer:
         same = sum(1 for s in spans if s is not best and _same_answer(texts[s.key][s.start:s.end], best_text))
         features = {"margin": best.score - null, "score": best.score, "null": null, "retrieval": p.score,
                     "dense": p.dense, "rank": float(best.key), "read": float(read), "agree": float(same > 0)}
-        conflict = self._conflict(top, texts, spans, best)
+        conflict = self._conflict(top, texts, checked, best)
         return Draft(doc_id, a, b, confidence(features), s0, s1, features=features, conflict=conflict)
 
     def sentences(self, doc_id: str, start: int, end: int) -> tuple[int, int]:

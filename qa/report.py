@@ -70,7 +70,8 @@ def markdown(report: dict[str, Any], chart: str | None) -> str:
     lines = [
         "# QA evaluation report",
         "",
-        f"Generated {report['generated']} by `{COMMAND}`; per-question records are in `eval/records/` "
+        f"Generated {report['generated']} by `{report.get('command', COMMAND)}`; per-question records are in "
+        f"`{report.get('records', 'eval/records/')}` "
         "(one JSONL file per dataset, setting and system: question, gold, prediction, citations, verdicts).",
         "",
         "Settings: " + ", ".join(f"`{k}={v}`" for k, v in s.items()) + ".",
