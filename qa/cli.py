@@ -192,15 +192,10 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     xquad = [p for p in paths if p.is_dir() and sorted(p.glob("xquad.*.json"))]
     if args.report and xquad and any(s.answerer == "reader" for s in systems):
         from qa.reader import cached_reader
-        from qa.reader_eval import gold_paragraph
+        from qa.reader_eval import reader_alone
 
         reader = cached_reader(settings.reader_weights, settings.reader_precision)
-        report["reader_alone"] = []
-        for f in sorted(xquad[0].glob("xquad.*.json")):
-            _progress(f"reader alone on the gold paragraph: {f.name}")
-            r = gold_paragraph(reader, f, args.limit)
-            r.pop("records")
-            report["reader_alone"].append(r)
+        report["reader_alone"] = reader_alone(reader, xquad[0], args.limit, _progress)
     if out:
         from qa.report import write_report
 

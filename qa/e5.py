@@ -14,6 +14,7 @@ reader ships only the other weights, those training changes.
 from __future__ import annotations
 
 import functools
+import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,16 +79,16 @@ def package_model_path() -> Path:
 def read_header(path: Path) -> E5File:
     """Parse the file's header (config, tokenizer, tensor table); the weights stay on disk."""
     try:
-        data = path.read_bytes()
+        # mapped, not read: the header is parsed, the 72 MB of weights stay on disk
+        with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _parse(path, data)
     except OSError as e:
         raise ModelFileError(f"cannot read the base model file {path}: {e}") from e
-    try:
-        return _parse(path, data)
     except (struct.error, UnicodeDecodeError, ValueError, IndexError) as e:
         raise ModelFileError(f"{path} is not a readable E5S1 model file: {e}") from e
 
 
-def _parse(path: Path, b: bytes) -> E5File:
+def _parse(path: Path, b: bytes | mmap.mmap) -> E5File:
     if b[:4] != MAGIC:
         raise ValueError(f"magic {b[:4]!r}, expected {MAGIC!r}")
     o = 8  # magic, u32 version
@@ -101,9 +102,10 @@ def _parse(path: Path, b: bytes) -> E5File:
     o += 20
     (blob_len,) = struct.unpack_from("<Q", b, o)
     o += 8
-    offs = np.frombuffer(b, dtype="<u4", count=n + 1, offset=o)
+    # slices are copies (bytes), so nothing keeps the mapping open after the parse
+    offs = np.frombuffer(b[o:o + 4 * (n + 1)], dtype="<u4")
     o += 4 * (n + 1)
-    scores = np.frombuffer(b, dtype="<f4", count=n, offset=o)
+    scores = np.frombuffer(b[o:o + 4 * n], dtype="<f4")
     o += 4 * n
     blob = b[o:o + blob_len]
     o += blob_len

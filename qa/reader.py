@@ -94,25 +94,18 @@ def _check(weights: Path, state: dict[str, torch.Tensor], expected: dict[str, tu
 
 def check_weights(weights: Path = WEIGHTS) -> None:
     """Raise ModelFileError unless ``weights`` is a readable reader file of the right shapes
-    (a check before the server starts its workers, without building the network)."""
+    (a check before the server starts its workers: the network is built on the meta device,
+    for its parameters' names and shapes, without weights)."""
+    from transformers import BertModel
+
     from qa.e5 import base_config, package_model_path, read_header
 
-    cfg = base_config(read_header(package_model_path()))
-    h, f, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
-    expected: dict[str, tuple[int, ...]] = {
-        "bert.embeddings.position_embeddings.weight": (cfg.max_position_embeddings, h),
-        "bert.embeddings.token_type_embeddings.weight": (cfg.type_vocab_size, h),
-        "bert.embeddings.LayerNorm.weight": (h,), "bert.embeddings.LayerNorm.bias": (h,),
-        "qa.weight": (2, h), "qa.bias": (2,),
-    }
-    for i in range(layers):
-        p = f"bert.encoder.layer.{i}."
-        for name in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
-            expected[p + name + ".weight"], expected[p + name + ".bias"] = (h, h), (h,)
-        expected[p + "intermediate.dense.weight"], expected[p + "intermediate.dense.bias"] = (f, h), (f,)
-        expected[p + "output.dense.weight"], expected[p + "output.dense.bias"] = (h, f), (h,)
-        for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
-            expected[p + ln + ".weight"], expected[p + ln + ".bias"] = (h,), (h,)
+    config = base_config(read_header(package_model_path()))
+    config.vocab_size = 1  # the word table is not in the file (it is the package's)
+    with torch.device("meta"):
+        model = ReaderModel(BertModel(config, add_pooling_layer=False))
+    expected = {k: tuple(v.shape) for k, v in model.named_parameters()
+                if not k.startswith("bert.embeddings.word_embeddings")}
     _check(weights, _read_weights(weights), expected)
 
 
@@ -216,7 +209,7 @@ class Reader:
         """The ``top`` spans of each window (character offsets into ``texts[w.key]``)."""
         if not windows:
             return []
-        q = _question(self.tokenizer, question)
+        q = cut_question(self.tokenizer, question)
         enc = self.tokenizer([q] * len(windows), [texts[w.key][w.start:w.end] for w in windows], padding=True,
                              truncation="only_second", max_length=512, return_offsets_mapping=True, return_tensors="pt")
         with self._lock, torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
@@ -249,7 +242,7 @@ def _trimmed(text: str, a: int, b: int) -> tuple[int, int]:
     return a, b
 
 
-def _question(tokenizer, question: str) -> str:
+def cut_question(tokenizer, question: str) -> str:
     """The question cut to its last MAX_QUESTION_TOKENS pieces (a follow-up's history goes first
     and is what is cut)."""
     ids = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)

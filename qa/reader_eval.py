@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,19 @@ def gold_paragraph(reader: Reader, path: Path, limit: int | None = None, window:
     n = max(1, len(questions))
     return {"lang": squad.lang, "questions": len(questions), "em": round(100 * em / n, 1), "f1": round(100 * f1 / n, 1),
             "seconds": round(time.perf_counter() - t0, 1), "records": records}
+
+
+def reader_alone(reader: Reader, folder: Path, limit: int | None = None,
+                 progress: Callable[[str], None] = lambda _m: None) -> list[dict[str, Any]]:
+    """``gold_paragraph`` of every ``xquad.*.json`` of ``folder``, without the records (the
+    section of ``qa eval --report``)."""
+    out = []
+    for f in sorted(folder.glob("xquad.*.json")):
+        progress(f"reader alone on the gold paragraph: {f.name}")
+        r = gold_paragraph(reader, f, limit)
+        r.pop("records")
+        out.append(r)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,18 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.answering import Draft
+from qa.config import READER_CONFIDENCE
 from qa.index import IndexData
 from qa.metrics import normalize_answer
 from qa.reader import Reader, Span
 from qa.types import Passage
 
-CONFIDENCE = Path(__file__).with_name("reader_confidence.json")
 FEATURES = ("margin", "score", "null", "retrieval", "dense", "rank", "read", "agree")
 _DIGIT = re.compile(r"\d")
 
 
 @functools.cache
-def confidence_model(path: Path = CONFIDENCE) -> dict[str, float]:
+def confidence_model(path: Path = READER_CONFIDENCE) -> dict[str, float]:
     """Logistic coefficients per feature and ``intercept``; before a fit, the margin alone."""
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))["weights"]
@@ -74,12 +74,9 @@ class ReadingAnswerer:
         texts = [p.chunk.text for p in top]
         spans: list[Span] = []
         read = 0
-        for key in range(len(texts)):
+        while read < len(texts) and not (spans and max(s.margin for s in spans) >= self.settings.stop_margin):
+            spans += self._read(asked, texts, read)
             read += 1
-            windows = self.reader.windows(texts[key], key, asked, self.settings.window_tokens, self.settings.stride)
-            spans += [s[0] for s in self.reader.read(asked, texts, windows) if s]
-            if spans and max(s.margin for s in spans) >= self.settings.stop_margin:
-                break
         if not spans:
             return None
         null = min(s.null for s in spans)  # the most confident "no answer" of any window
@@ -88,10 +85,9 @@ class ReadingAnswerer:
         # disagree are both cited (``_conflict``); what it reads never replaces the answer.
         checked = spans
         if _DIGIT.search(texts[best.key][best.start:best.end]):
-            other = [k for k in range(read, len(texts)) if top[k].chunk.doc_id != top[best.key].chunk.doc_id][:1]
-            for key in other:
-                windows = self.reader.windows(texts[key], key, asked, self.settings.window_tokens, self.settings.stride)
-                checked = spans + [s[0] for s in self.reader.read(asked, texts, windows) if s]
+            other = [k for k in range(read, len(texts)) if top[k].chunk.doc_id != top[best.key].chunk.doc_id]
+            if other:
+                checked = spans + self._read(asked, texts, other[0])
         p = top[best.key]
         doc_id = p.chunk.doc_id
         s0, s1 = p.chunk.start + best.start, p.chunk.start + best.end
@@ -102,6 +98,11 @@ class ReadingAnswerer:
                     "dense": p.dense, "rank": float(best.key), "read": float(read), "agree": float(same > 0)}
         conflict = self._conflict(top, texts, checked, best)
         return Draft(doc_id, a, b, confidence(features), s0, s1, features=features, conflict=conflict)
+
+    def _read(self, asked: str, texts: list[str], key: int) -> list[Span]:
+        """The best span of each window of ``texts[key]``."""
+        windows = self.reader.windows(texts[key], key, asked, self.settings.window_tokens, self.settings.stride)
+        return [s[0] for s in self.reader.read(asked, texts, windows) if s]
 
     def sentences(self, doc_id: str, start: int, end: int) -> tuple[int, int]:
         """The range of the sentences of ``doc_id`` that hold ``[start, end)``."""

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from qa.config import PROJECT_ROOT
 from qa.e5 import load_tokenizer
-from qa.reader import MAX_QUESTION_TOKENS, WEIGHTS, ReaderModel, new_model, save_weights
+from qa.reader import WEIGHTS, ReaderModel, cut_question, new_model, save_weights
 
 DATA = PROJECT_ROOT / "data" / "squad-train" / "squad-en-train.json"
 WORK = PROJECT_ROOT / "var" / "reader-train"
@@ -76,7 +76,7 @@ def featurize(examples: list[Example], tokenizer, max_len: int, stride: int) -> 
     batch = 256
     for b in range(0, len(examples), batch):
         chunk = examples[b:b + batch]
-        questions = [_cut_question(tokenizer, ex.question) for ex in chunk]
+        questions = [cut_question(tokenizer, ex.question) for ex in chunk]
         enc = tokenizer(questions, [ex.context for ex in chunk], truncation="only_second", max_length=max_len,
                         stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True)
         for k, ids in enumerate(enc["input_ids"]):
@@ -92,11 +92,6 @@ def featurize(examples: list[Example], tokenizer, max_len: int, stride: int) -> 
                     end = next(i for i in reversed(ctx) if offs[i][0] < a1)
             feats.append(Feature(tuple(ids), start, end))
     return feats
-
-
-def _cut_question(tokenizer, question: str) -> str:
-    offs = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    return question if len(offs) <= MAX_QUESTION_TOKENS else question[:offs[MAX_QUESTION_TOKENS - 1][1]]
 
 
 def batches(feats: list[Feature], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
