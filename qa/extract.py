@@ -73,16 +73,16 @@ def tidy_lines(lines: Iterable[str]) -> str:
     rows stay together, so a list reads as one block. Whitespace inside a line is evened
     out (PDF and Word text carries tabs, non-breaking and zero-width spaces)."""
     out: list[str] = []
-    prev_item = False
+    prev_kind = ""
     for raw in lines:
         line = " ".join(raw.replace("\u00ad", "").replace("\u200b", "").split())
         if not line:
             continue
-        item = bool(_LIST_OR_ROW.match(line))
+        kind = ("row" if line.startswith("| ") else "item") if _LIST_OR_ROW.match(line) else ""
         if out:
-            out.append("\n" if item and prev_item else "\n\n")
+            out.append("\n" if kind and kind == prev_kind else "\n\n")
         out.append(line)
-        prev_item = item
+        prev_kind = kind
     return "".join(out)
 
 

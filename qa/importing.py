@@ -205,9 +205,9 @@ def prepare(data: bytes, name: str, settings: Settings, *, doc_id: str | None = 
 # ------------------------------------------------------------------ writing
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """``path`` holds ``data`` or what it held before, never a part: a temporary file in
-    the same folder (a name the loader never reads: no ``.txt`` ending), synced, renamed."""
+def _stage(path: Path, data: bytes) -> Path:
+    """``data`` in a synced temporary file beside ``path`` (a name the loader never reads:
+    no ``.txt`` ending), to be renamed onto it."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -215,11 +215,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    return Path(tmp)
 
 
 def _sync_dir(path: Path) -> None:
@@ -231,25 +231,46 @@ def _sync_dir(path: Path) -> None:
 
 
 def write_source(prepared: Prepared, sources_dir: Path, replace: bool = False) -> SourceInfo:
-    """Write ``prepared`` as a source: the original, then the metadata, then the text.
-    Hold the index's build lock around it (qa.index.build_lock) so no build reads it half
-    replaced. A doc id in use is refused unless ``replace``."""
+    """Write ``prepared`` as a source. Hold the index's build lock around it
+    (qa.index.build_lock) so no build reads it half replaced. A doc id in use is refused
+    unless ``replace``.
+
+    Every file is written in full to a temporary name first; only then are they renamed
+    into place, the text last (it is what makes the source exist). A failure before the
+    renames leaves nothing; one among them (a full disk cannot cause it: the bytes are
+    already written) removes what a new source had put in place."""
     doc_id = prepared.doc_id
-    if exists(sources_dir, doc_id) and not replace:
+    new = not exists(sources_dir, doc_id)
+    if not new and not replace:
         raise ImportRefused(f"a source named {doc_id!r} already exists; give another id (--id / doc_id) "
                             "or replace it (--replace / replace=true)", "exists")
     originals = sources_dir / ORIGINALS
     originals.mkdir(parents=True, exist_ok=True)
-    suffix = {"md": ".md", "html": ".html"}.get(prepared.kind, f".{prepared.kind}")
-    original = originals / f"{doc_id}{suffix}"
+    original = originals / f"{doc_id}.{prepared.kind}"
     meta = {**prepared.meta, "original": {"file": f"{ORIGINALS}/{original.name}", "name": prepared.name,
                                           "type": prepared.kind, "bytes": len(prepared.data),
                                           "sha256": hashlib.sha256(prepared.data).hexdigest()},
             "added": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     stale = [p for p in _originals(sources_dir, doc_id) if p != original]
-    _write_atomic(original, prepared.data)
-    _write_atomic(sources_dir / f"{doc_id}.meta.json", json.dumps(meta, ensure_ascii=False, indent=1).encode())
-    _write_atomic(sources_dir / f"{doc_id}.txt", prepared.extracted.text.encode("utf-8"))
+    targets = [original, sources_dir / f"{doc_id}.meta.json", sources_dir / f"{doc_id}.txt"]
+    contents = [prepared.data, json.dumps(meta, ensure_ascii=False, indent=1).encode(),
+                prepared.extracted.text.encode("utf-8")]
+    staged: list[Path] = []
+    placed: list[Path] = []
+    try:
+        for target, data in zip(targets, contents, strict=True):
+            staged.append(_stage(target, data))
+        for tmp, target in zip(staged, targets, strict=True):
+            os.replace(tmp, target)
+            placed.append(target)
+    except BaseException:
+        for tmp in staged:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        if new:
+            for target in placed:
+                target.unlink(missing_ok=True)
+        raise
     for p in stale:  # a replaced document's original of another type
         p.unlink(missing_ok=True)
     _sync_dir(sources_dir)
