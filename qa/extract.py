@@ -41,6 +41,7 @@ MIN_TEXT_CHARS = 20
 
 _LIST_OR_ROW = re.compile(r"^(?:[-*•–] |\d+[.)] |\| )")
 _SENTENCE_END = re.compile(r"[.!?…:;»\"”)]$")
+_TABLE_RULE = re.compile(r"^\|(?:\s*:?-+:?\s*\|)+$")
 _BULLET = re.compile(r"^(?:[•▪●◦‣∙·*–-]|\d{1,3}[.)])\s")
 
 
@@ -76,7 +77,7 @@ def tidy_lines(lines: Iterable[str]) -> str:
     prev_kind = ""
     for raw in lines:
         line = " ".join(raw.replace("\u00ad", "").replace("\u200b", "").split())
-        if not line:
+        if not line or _TABLE_RULE.match(line):  # a Markdown table's |---|---| carries no text
             continue
         kind = ("row" if line.startswith("| ") else "item") if _LIST_OR_ROW.match(line) else ""
         if out:

@@ -17,6 +17,7 @@ from qa.extract import extract_docx, extract_html, extract_markdown, extract_pdf
 from qa.importing import ImportRefused, doc_id_for, list_sources, prepare, remove_source, write_source
 from qa.sources import SourceError, load_document, load_documents
 from tests.documents import (
+    DATA,
     MARKDOWN,
     NEWS_EN,
     NEWS_RU,
@@ -69,6 +70,41 @@ JUNK_RU = ["Главная", "Наш город", "Городская недви
            "Курс на стабилизацию", "Все права защищены", "О редакции", "Реклама", "Контакты", "файлы cookie",
            "Хорошо", "analytics", "_tmr"]
 
+# Every hand-made page (bench/html_extractors.py measures the extractors on them): its
+# language, its article's sentences (and table cells), and its furniture.
+PAGES: dict[str, tuple[str, list[str], list[str]]] = {
+    "news-en.html": ("en", ARTICLE_EN, JUNK_EN),
+    "news-ru.html": ("ru", ARTICLE_RU, JUNK_RU),
+    "press-release-en.html": ("en", [
+        "Technopolis Moscow opens a collective use centre for microelectronics",
+        "The special economic zone Technopolis Moscow has opened a collective use centre for microelectronics at its "
+        "Pechatniki site.",
+        "The centre has two clean rooms of class ISO 5 with a total area of 800 square metres, and residents can rent "
+        "equipment by the hour.",
+        "According to the director general of the zone, 14 resident companies have already booked time in the centre "
+        "for the first quarter.",
+        "Electron beam lithograph", "Plasma etcher", "Wafer prober",
+        "The centre was built with the support of the Moscow Department of Investment and Industrial Policy and cost "
+        "2.1 billion roubles.",
+    ], ["Skip to content", "About the zone", "How to become a resident", "Press centre", "Main page", "Copy link",
+        "LinkedIn", "Subscribe to the newsletter", "Your e-mail", "We send news of the zone once a week",
+        "Latest news", "exported goods to 40 countries", "lidar sensors", "delegation from Kazakhstan",
+        "Tax benefits for residents extended", "All news", "Volgogradsky Avenue", "+7 495", "Use of materials",
+        "uses cookies", "Learn more", "googletagmanager", "ym(12345"]),
+    "district-news-ru.html": ("ru", [
+        "Технополис привлек еще 10 компаний",
+        "Особая экономическая зона «Технополис Москва» в Печатниках пополнилась десятью новыми резидентами.",
+        "Среди новых резидентов — компания «НеоФотоникс», которая производит оптоэлектронные компоненты для "
+        "телекоммуникаций.",
+        "Всего в ОЭЗ зарегистрировано 34 компании, а объем их инвестиций превысил 20 миллиардов рублей.",
+        "Резиденты получают льготы по налогу на имущество, земельному и транспортному налогам на 10 лет.",
+    ], ["Управа района Печатники", "Официальный сайт", "RSS", "О районе", "ЖКХ", "Афиша", "Теги", "Просмотров",
+        "Новости по теме", "отремонтируют дворы", "праздник в парк", "новую поликлинику", "Комментарии",
+        "Отличная новость", "новую станцию метро", "Ваш комментарий", "Отправить", "Госуслуги рядом", "Опрос",
+        "Где вы гуляете", "Карта сайта", "Обратная связь", "улица Гурьянова, 2", "файлы cookie", "Принять",
+        "slick", "margin-top"]),
+}
+
 PDF_PAGES = [
     ["Technopark Omega was founded in 2015 by the city of Moscow as a centre for photonics and optical "
      "engineering, with its first building on Varshavskoye highway next to the river port."],
@@ -112,6 +148,15 @@ def test_a_news_page_keeps_every_article_sentence_and_no_junk(page, article, jun
         assert got.meta[k] == v
     # one paragraph a line: each sentence is on one line (answers never cross a line break)
     assert all(any(s in line for line in _lines(got.text)) for s in article)
+
+
+@pytest.mark.parametrize("page", sorted(PAGES))
+def test_every_hand_made_page_keeps_its_article_and_drops_its_furniture(page):
+    lang, article, junk = PAGES[page]
+    got = extract_html((DATA / page).read_bytes())
+    assert [s for s in article if s not in got.text] == []
+    assert [j for j in junk if j in got.text] == []
+    assert got.meta["lang"] == lang
 
 
 def test_pdf_text_page_by_page_with_its_page_map_and_metadata():
