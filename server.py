@@ -27,7 +27,7 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -412,6 +412,14 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+def _flat_routes(routes: list[Any]) -> Iterator[Any]:
+    """Every route, those of included routers (qa/sources_api.py) too: FastAPI keeps an
+    included router as one entry that holds it (``original_router``)."""
+    for r in routes:
+        inner = getattr(r, "original_router", None)
+        yield from _flat_routes(inner.routes) if inner is not None else (r,)
+
+
 def _limit_questions(node: Any, max_chars: int) -> None:
     """Every question-text schema gets this app's length limit."""
     if isinstance(node, dict):
@@ -525,7 +533,7 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
         if exc.status_code == 405:
             # Starlette names only the first route's methods; a path with a route per method
             # (GET and POST /api/admin/reindex) allows all of them.
-            allowed = {m for r in app.router.routes if isinstance(r, Route)
+            allowed = {m for r in _flat_routes(app.router.routes) if isinstance(r, Route)
                        and r.matches(request.scope)[0] == Match.PARTIAL for m in (r.methods or ())}
             return JSONResponse({"detail": "Method Not Allowed"}, status_code=405,
                                 headers={"Allow": ", ".join(sorted(allowed))})

@@ -20,6 +20,7 @@ import re
 import sys
 import unicodedata
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -87,11 +88,14 @@ def tidy_lines(lines: Iterable[str]) -> str:
     return "".join(out)
 
 
-def _finish(text: str, what: str) -> str:
-    text = unicodedata.normalize("NFC", text).strip()
+def _enough(text: str, what: str) -> str:
     if sum(ch.isalnum() for ch in text) < MIN_TEXT_CHARS:
         raise ExtractionError(f"no text found in this {what}")
-    return text + "\n"
+    return text
+
+
+def _finish(text: str, what: str) -> str:
+    return _enough(unicodedata.normalize("NFC", text).strip(), what) + "\n"
 
 
 def decode_text(data: bytes, what: str) -> str:
@@ -249,7 +253,7 @@ def extract_pdf(data: bytes) -> Extracted:
     except FileNotDecryptedError:
         raise ExtractionError("this PDF is encrypted with a password; save an unencrypted copy") from None
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, AssertionError,
-            RecursionError, OSError, zlib_error()) as e:
+            RecursionError, OSError, zlib.error) as e:
         raise ExtractionError(f"this PDF is damaged and cannot be read ({type(e).__name__}: {e})"[:300]) from None
     if not texts:
         raise ExtractionError("this PDF has no pages")
@@ -257,22 +261,20 @@ def extract_pdf(data: bytes) -> Extracted:
     if letters < PDF_MIN_CHARS_PER_PAGE * len(texts):
         raise ExtractionError(f"this PDF has no text layer ({letters} letters on {len(texts)} pages: a scan?); "
                               "OCR is not done here, so add a PDF with text or the text itself")
+    # Each page is normalized and tidied on its own, before the offsets are counted: the
+    # page map indexes the text exactly as written.
     parts: list[str] = []
     pages: list[int] = []
     pos = 0
     for t in texts:
         block = tidy_lines(_reflow(unicodedata.normalize("NFC", t)))
-        if parts and block:
+        if pos and block:
             parts.append("\n\n")
             pos += 2
         pages.append(pos)  # an empty page starts where the next one does
         parts.append(block)
         pos += len(block)
-    text = "".join(parts)
-    body = _finish(text, "PDF")
-    # _finish strips only the ends; the page offsets move by what was cut at the start.
-    cut = len(text) - len(text.lstrip())
-    pages = [max(0, p - cut) for p in pages]
+    body = _enough("".join(parts), "PDF") + "\n"
     meta: dict[str, Any] = {"page_count": len(texts)}
     if info is not None:
         meta |= {"title": info.title, "author": info.author, "date": _iso_date(_safe(lambda: info.creation_date))}
@@ -282,14 +284,8 @@ def extract_pdf(data: bytes) -> Extracted:
 def _safe(fn: Any) -> Any:
     try:
         return fn()
-    except (ValueError, TypeError):
+    except (ValueError, TypeError):  # a malformed date in the info dictionary
         return None
-
-
-def zlib_error() -> type[Exception]:
-    import zlib
-
-    return zlib.error
 
 
 # ------------------------------------------------------------------ DOCX
@@ -357,7 +353,8 @@ def extract_docx(data: bytes) -> Extracted:
     author, language, last modified or created date)."""
     check_zip(data)
     import docx
-    from docx.opc.exceptions import PackageNotFoundError
+    from docx.opc.exceptions import OpcError
+    from lxml.etree import LxmlError
 
     try:
         doc = docx.Document(io.BytesIO(data))
@@ -365,12 +362,8 @@ def extract_docx(data: bytes) -> Extracted:
         props = doc.core_properties
         meta = {"title": props.title, "author": props.author, "lang": _lang(props.language),
                 "date": _iso_date(props.modified or props.created)}
-    except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile, OSError, zlib_error()) as e:
+    except (OpcError, LxmlError, KeyError, ValueError, AttributeError, zipfile.BadZipFile, OSError, zlib.error) as e:
         raise ExtractionError(f"this DOCX is damaged and cannot be read ({type(e).__name__}: {e})"[:300]) from None
-    except Exception as e:  # lxml's XMLSyntaxError and the like: a damaged part
-        if type(e).__module__.startswith(("lxml", "docx")):
-            raise ExtractionError(f"this DOCX is damaged and cannot be read ({type(e).__name__})") from None
-        raise
     return Extracted(_finish(tidy_lines(lines), "DOCX"), _clean_meta(meta))
 
 

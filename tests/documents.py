@@ -115,6 +115,16 @@ def make_zip_bomb(unpacked_mb: int = 8) -> bytes:
     return out.getvalue()
 
 
+def make_broken_docx() -> bytes:
+    """A real DOCX whose document part is cut off mid-XML."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(make_docx())) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            dst.writestr(item, data[: len(data) // 2] if item.filename == "word/document.xml" else data)
+    return out.getvalue()
+
+
 def make_zip_without_document() -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as z:

@@ -23,6 +23,7 @@ from tests.documents import (
     NEWS_RU,
     RU_TEXT,
     encrypt_pdf,
+    make_broken_docx,
     make_docx,
     make_pdf,
     make_scanned_pdf,
@@ -233,6 +234,7 @@ BAD_FILES = [
     ("bomb.docx", None, "zip bomb"),
     ("not-a-zip.docx", b"PK\x03\x04 this is not really a zip archive" * 10, "not a zip"),
     ("other.docx", None, "not a Word document"),
+    ("broken.docx", None, "DOCX is damaged"),
     ("binary.html", bytes(range(256)) * 40, "binary"),
     ("plain.html", b"Just a sentence that has no markup at all, twenty letters and more.", "no HTML markup"),
     ("empty-page.html", b"<html><body><nav><a href='/'>Home</a></nav></body></html>", "no (article )?text found"),
@@ -246,6 +248,7 @@ BAD_FILES = [
 def test_bad_files_are_refused_with_the_reason(fast, name, data, message):
     if data is None:
         data = {"scan.pdf": make_scanned_pdf, "bomb.docx": make_zip_bomb, "other.docx": make_zip_without_document,
+                "broken.docx": make_broken_docx,
                 "locked.pdf": lambda: encrypt_pdf(make_pdf(PDF_PAGES), "user-secret")}[name]()
     with pytest.raises(ImportRefused, match=message) as e:
         prepare(data, name, fast)

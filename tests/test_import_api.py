@@ -236,3 +236,7 @@ def test_the_schema_documents_the_sources_api(client):
     assert {"202", "401", "409", "413", "415", "422"} <= set(post["responses"])
     assert "multipart/form-data" in post["requestBody"]["content"]
     assert "page" in spec["components"]["schemas"]["CitationOut"]["properties"]
+    # a wrong method names the right ones, as for the app's own routes
+    for method, path, allow in [("put", "/api/admin/sources", "GET, POST"), ("get", "/api/admin/sources/x", "DELETE")]:
+        r = getattr(client, method)(path, headers=AUTH)
+        assert r.status_code == 405 and r.headers["allow"] == allow
