@@ -68,7 +68,7 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
                 raise ImportRefused(f"the file is {size} bytes, more than the limit of {settings.max_upload_bytes} bytes",
                                     "too_large")
             ready.append((path, prepare(path.read_bytes(), path.name, settings, doc_id=args.id, lang=args.lang,
-                                        title=args.title, url=args.url, date=args.date)))
+                                        title=args.title, url=args.url, date=args.date, replace=args.replace)))
         except ImportRefused as e:
             failed.append((path, str(e)))
         except OSError as e:

@@ -178,8 +178,11 @@ def _check_overrides(lang: str | None, date: str | None, url: str | None) -> Non
 
 
 def prepare(data: bytes, name: str, settings: Settings, *, doc_id: str | None = None, lang: str | None = None,
-            title: str | None = None, url: str | None = None, date: str | None = None) -> Prepared:
-    """Check and convert one document. Values given here win over what the document says."""
+            title: str | None = None, url: str | None = None, date: str | None = None,
+            replace: bool = True) -> Prepared:
+    """Check and convert one document. Values given here win over what the document says.
+    ``replace=False`` refuses an id already in ``settings.sources_dir`` before converting
+    (``write_source`` checks again under the lock)."""
     from qa.text import detect_lang
 
     kind = format_of(name)
@@ -189,6 +192,8 @@ def prepare(data: bytes, name: str, settings: Settings, *, doc_id: str | None = 
     if not data:
         raise ImportRefused("the file is empty", "invalid")
     doc_id = check_doc_id(doc_id) if doc_id else doc_id_for(name)
+    if not replace and exists(settings.sources_dir, doc_id):
+        raise _taken(doc_id)
     _check_overrides(lang, date, url)
     extracted = run_extraction(data, kind, settings)
     found = extracted.meta
@@ -230,6 +235,11 @@ def _sync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _taken(doc_id: str) -> ImportRefused:
+    return ImportRefused(f"a source named {doc_id!r} already exists; give another id (--id / doc_id) "
+                         "or replace it (--replace / replace=true)", "exists")
+
+
 def write_source(prepared: Prepared, sources_dir: Path, replace: bool = False) -> SourceInfo:
     """Write ``prepared`` as a source. Hold the index's build lock around it
     (qa.index.build_lock) so no build reads it half replaced. A doc id in use is refused
@@ -242,8 +252,7 @@ def write_source(prepared: Prepared, sources_dir: Path, replace: bool = False) -
     doc_id = prepared.doc_id
     new = not exists(sources_dir, doc_id)
     if not new and not replace:
-        raise ImportRefused(f"a source named {doc_id!r} already exists; give another id (--id / doc_id) "
-                            "or replace it (--replace / replace=true)", "exists")
+        raise _taken(doc_id)
     originals = sources_dir / ORIGINALS
     originals.mkdir(parents=True, exist_ok=True)
     original = originals / f"{doc_id}.{prepared.kind}"

@@ -101,7 +101,7 @@ def sources_router(settings: Settings, *, admin: Callable[..., None], reindexer:
         try:
             prepared: Prepared = await anyio.to_thread.run_sync(
                 partial(prepare, data, file.filename or "", settings, doc_id=doc_id or None, lang=lang,
-                        title=title or None, url=url or None, date=date or None), limiter=extracting)
+                        title=title or None, url=url or None, date=date or None, replace=replace), limiter=extracting)
         except ImportRefused as e:
             raise refused(e) from e
         return await change(partial(write_source, prepared, sources_dir, replace))

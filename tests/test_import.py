@@ -356,6 +356,16 @@ def test_written_sources_their_originals_collisions_and_replace(fast):
     assert doc.pages == () and doc.date == "2020-01-02" and doc.title == "Given title"
 
 
+def test_a_taken_id_is_refused_before_the_file_is_converted(settings, monkeypatch):
+    def never(*a, **k):
+        raise AssertionError("converted")
+
+    monkeypatch.setattr(qa.importing, "run_extraction", never)
+    with pytest.raises(ImportRefused, match="'alpha-technopark' already exists") as e:
+        prepare(b"%PDF-1.7 garbage", "Alpha Technopark.pdf", settings, replace=False)
+    assert e.value.reason == "exists"
+
+
 def test_command_line_values_win_and_are_checked(fast):
     p = prepare(NEWS_EN.read_bytes(), "news.html", fast, lang="ru", title="T", url="https://x.example/a", date="2020-02-29")
     assert {k: p.meta[k] for k in ("lang", "title", "url", "date")} == {"lang": "ru", "title": "T",
