@@ -225,6 +225,10 @@ def test_replace_and_the_upload_limit(client, built):
     assert r.status_code == 202
     _done(client)
     assert "8:00 to 20:00" in client.get("/api/sources/guide").json()["text"]
+    # a Cyrillic file name (sent as UTF-8 in the form) becomes an ASCII id
+    r = _upload(client, "Памятка посетителя.md", MARKDOWN.encode())
+    assert r.status_code == 202 and r.json()["source"]["doc_id"] == "pamyatka-posetitelya"
+    _done(client)
     # over the upload limit plus the form's overhead: refused before the body is read whole
     r = _upload(client, "huge.txt", b"a" * (2 << 20))
     assert r.status_code == 413
