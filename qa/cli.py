@@ -48,57 +48,29 @@ def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
     """Convert and add documents as sources, then rebuild the index (``--no-build``: leave
     it stale; the next `qa build`, `qa serve` or reindex picks them up)."""
-    from qa.importing import ImportRefused, expand, prepare, write_source
-    from qa.index import build_lock
+    from qa.importing import add_files, expand
 
-    files, problems = expand(args.paths)
-    if len(files) > 1 and (args.id or args.title or args.url):
+    if (args.id or args.title or args.url) and len(expand(args.paths)[0]) > 1:
         _err("--id, --title and --url name one document: give one file with them")
         return EXIT_USAGE
-    if not files and not problems:
+    done = add_files(args.paths, settings, doc_id=args.id, lang=args.lang, title=args.title, url=args.url,
+                     date=args.date, replace=args.replace, build=not args.no_build, progress=_progress)
+    if not done.added and not done.failed:
         _err("no .html/.htm, .pdf, .docx, .md or .txt files found there")
         return EXIT_FAILURE
-    failed = list(problems)
-    ready = []
-    summary = None
-    for path in files:
-        try:
-            size = path.stat().st_size
-            if size > settings.max_upload_bytes:
-                raise ImportRefused(f"the file is {size} bytes, more than the limit of {settings.max_upload_bytes} bytes",
-                                    "too_large")
-            ready.append((path, prepare(path.read_bytes(), path.name, settings, doc_id=args.id, lang=args.lang,
-                                        title=args.title, url=args.url, date=args.date, replace=args.replace)))
-        except ImportRefused as e:
-            failed.append((path, str(e)))
-        except OSError as e:
-            failed.append((path, e.strerror or str(e)))
-    added = []
-    if ready:
-        # Under the build lock: a build running elsewhere (a server's reindex) finishes
-        # first, and none reads the sources while they are written.
-        with build_lock(settings.index_dir):
-            for path, prepared in ready:
-                try:
-                    added.append((path, write_source(prepared, settings.sources_dir, replace=args.replace)))
-                except ImportRefused as e:
-                    failed.append((path, str(e)))
-            summary = build_on_disk(settings, progress=_progress, locked=True) if added and not args.no_build else None
     if args.json:
-        print(json.dumps({"added": [{**info.to_json(), "path": str(p)} for p, info in added],
-                          "failed": [{"path": str(p), "error": why} for p, why in failed],
-                          "index": summary.__dict__ if summary else None}, ensure_ascii=False))
+        print(json.dumps(done.to_json(), ensure_ascii=False))
     else:
-        for path, info in added:
+        for path, info in done.added:
             pages = f", {info.pages} pages" if info.pages else ""
             print(f"added {info.doc_id} ({info.type}{pages}, {info.chars} characters, {info.lang}) <- {path}")
-        if summary is not None:
-            print(f"built index: {summary.docs} docs, {summary.chunks} chunks in {summary.seconds:.1f} s")
-        elif added:
+        if done.index is not None:
+            print(f"built index: {done.index.docs} docs, {done.index.chunks} chunks in {done.index.seconds:.1f} s")
+        elif done.added:
             print("index not rebuilt (--no-build): run `qa build`, or POST /api/admin/reindex on a running server")
-    for path, why in failed:
+    for path, why in done.failed:
         _err(f"{path}: {why}")
-    return EXIT_FAILURE if failed else 0
+    return EXIT_FAILURE if done.failed else 0
 
 
 def _ensure_index(settings: Settings, encoder: Any) -> Any:

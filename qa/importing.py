@@ -352,3 +352,56 @@ def expand(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
         else:
             missing.append((p, "no such file or folder"))
     return files, missing
+
+
+@dataclass(frozen=True)
+class Added:
+    """What ``add_files`` did: the sources written, the files refused (why), and the
+    index built (None: not rebuilt)."""
+
+    added: tuple[tuple[Path, SourceInfo], ...]
+    failed: tuple[tuple[Path, str], ...]
+    index: Any = None  # qa.index.BuildSummary
+
+    def to_json(self) -> dict[str, Any]:
+        return {"added": [{**info.to_json(), "path": str(p)} for p, info in self.added],
+                "failed": [{"path": str(p), "error": why} for p, why in self.failed],
+                "index": asdict(self.index) if self.index is not None else None}
+
+
+def add_files(paths: list[Path], settings: Settings, *, doc_id: str | None = None, lang: str | None = None,
+              title: str | None = None, url: str | None = None, date: str | None = None, replace: bool = False,
+              build: bool = True, progress: Any = None) -> Added:
+    """Add files and folders (``expand``) as sources: each converted, then all written
+    under the index's build lock (a build running elsewhere, a server's reindex, finishes
+    first), then the index rebuilt under the same lock unless ``build`` is false. A file
+    that cannot be added is reported and the others go on."""
+    from qa.index import build_lock, build_on_disk
+
+    files, failed = expand(paths)
+    ready: list[tuple[Path, Prepared]] = []
+    for path in files:
+        try:
+            size = path.stat().st_size
+            if size > settings.max_upload_bytes:  # before reading it whole
+                raise ImportRefused(f"the file is {size} bytes, more than the limit of {settings.max_upload_bytes} "
+                                    "bytes", "too_large")
+            ready.append((path, prepare(path.read_bytes(), path.name, settings, doc_id=doc_id, lang=lang, title=title,
+                                        url=url, date=date, replace=replace)))
+        except ImportRefused as e:
+            failed.append((path, str(e)))
+        except OSError as e:
+            failed.append((path, e.strerror or str(e)))
+    added: list[tuple[Path, SourceInfo]] = []
+    summary = None
+    if ready:
+        with build_lock(settings.index_dir):
+            for path, prepared in ready:
+                try:
+                    added.append((path, write_source(prepared, settings.sources_dir, replace=replace)))
+                except ImportRefused as e:
+                    failed.append((path, str(e)))
+            if added and build:
+                summary = build_on_disk(settings, progress=progress, locked=True)
+    return Added(tuple(added), tuple(failed), summary)
+

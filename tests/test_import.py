@@ -469,10 +469,12 @@ def test_qa_add_files_and_folders_without_building(fast, tmp_path, monkeypatch, 
     (["add", "{tmp}/a.md", "{tmp}/b.md", "--id", "same"], 2, "name one document"),
     (["add", "{tmp}/a.md", "--id", "../up", "--no-build"], 1, "invalid doc id"),
     (["add", "{tmp}/a.md", "--date", "2024-13-01", "--no-build"], 1, "YYYY-MM-DD"),
+    (["add", "{tmp}/empty-folder", "--no-build"], 1, "no .html/.htm, .pdf, .docx, .md or .txt files found"),
 ])
 def test_qa_add_refuses_with_one_line_and_an_exit_code(fast, tmp_path, monkeypatch, capsys, argv, code, message):
     (tmp_path / "bad.pdf").write_bytes(b"%PDF-1.7\n" + b"\x8f" * 500)
     (tmp_path / "x.exe").write_bytes(b"MZ")
+    (tmp_path / "empty-folder").mkdir()
     for name in ("a.md", "b.md"):
         (tmp_path / name).write_text(MARKDOWN, encoding="utf-8")
     got, _out, err = _run(monkeypatch, capsys, fast, *(a.replace("{tmp}", str(tmp_path)) for a in argv))
