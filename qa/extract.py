@@ -226,9 +226,42 @@ def _reflow(page_text: str) -> list[str]:
     return out
 
 
+_PAGE_NUMBER = re.compile(r"^(?:(?:page|p\.|стр\.?|страница|с\.)\s*)?[-–—]?\s*\d{1,4}\s*[-–—]?"
+                          r"(?:\s*(?:of|из|/)\s*\d{1,4})?$", re.IGNORECASE)
+# Lines this near a page's top or bottom may be its running header or footer.
+_EDGE_LINES = 2
+
+
+def _without_running_lines(texts: list[str]) -> list[str]:
+    """Pages without their running headers and footers: a line near the top or bottom of a
+    page that recurs (digits aside) on half the pages or more, and a bare page number
+    ("12", "- 12 -", "Page 3 of 20", "стр. 5") there. Left in, each would be a "sentence"
+    of its own between a page's last paragraph and the next page's first."""
+    pages = [t.splitlines() for t in texts]
+
+    def key(line: str) -> str:
+        return re.sub(r"\d+", "#", " ".join(line.split()).lower())
+
+    def edges(lines: list[str]) -> set[int]:
+        filled = [i for i, line in enumerate(lines) if line.strip()]
+        return set(filled[:_EDGE_LINES] + filled[-_EDGE_LINES:])
+
+    seen: dict[str, int] = {}
+    for lines in pages:
+        for k in {key(lines[i]) for i in edges(lines)}:
+            seen[k] = seen.get(k, 0) + 1
+    running = {k for k, n in seen.items() if len(pages) >= 3 and n >= max(3, len(pages) / 2)}
+    out = []
+    for lines in pages:
+        drop = {i for i in edges(lines) if key(lines[i]) in running or _PAGE_NUMBER.match(lines[i].strip())}
+        out.append("\n".join(line for i, line in enumerate(lines) if i not in drop))
+    return out
+
+
 def extract_pdf(data: bytes) -> Extracted:
     """Text page by page by pypdf, with the offset where each page starts (the page map
-    that lets a citation say its page). Metadata: title, author, creation date, pages.
+    that lets a citation say its page), without running headers, footers and page
+    numbers. Metadata: title, author, creation date, pages.
     Encrypted PDFs are refused unless they open with the empty password (PDFs that only
     restrict printing or copying); a PDF without a text layer is refused (no OCR)."""
     import pypdf
@@ -266,8 +299,8 @@ def extract_pdf(data: bytes) -> Extracted:
     parts: list[str] = []
     pages: list[int] = []
     pos = 0
-    for t in texts:
-        block = tidy_lines(_reflow(unicodedata.normalize("NFC", t)))
+    for t in _without_running_lines([unicodedata.normalize("NFC", t) for t in texts]):
+        block = tidy_lines(_reflow(t))
         if pos and block:
             parts.append("\n\n")
             pos += 2

@@ -11,6 +11,7 @@ were. ``DELETE /api/admin/sources/{doc_id}`` removes a source the same way, and
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any, Literal
@@ -23,6 +24,8 @@ from qa.config import Settings
 from qa.importing import ImportRefused, Prepared, SourceInfo, list_sources, prepare, remove_source, write_source
 from qa.index import BuildInProgress
 from qa.reindex import Reindexer
+
+log = logging.getLogger("qa.sources")
 
 UPLOAD_PATH = "/api/admin/sources"
 # What each kind of refused document is answered with.
@@ -65,7 +68,7 @@ def sources_router(settings: Settings, *, admin: Callable[..., None], reindexer:
     extracting = anyio.CapacityLimiter(EXTRACTIONS_AT_ONCE)
     sources_dir = settings.sources_dir
 
-    async def change(write: Callable[[], SourceInfo]) -> dict[str, Any]:
+    async def change(what: str, write: Callable[[], SourceInfo]) -> dict[str, Any]:
         """``write`` under the build lock, then the reindex that serves it."""
         done: list[SourceInfo] = []
         try:
@@ -74,7 +77,11 @@ def sources_router(settings: Settings, *, admin: Callable[..., None], reindexer:
             raise HTTPException(409, f"a reindex is running ({e}); try again when it has finished") from e
         except ImportRefused as e:
             raise refused(e) from e
-        return {"source": done[0].to_json(), "reindex": reindex_status()}
+        info = done[0]
+        # an audit line for operators: what changed in the sources, and by which route
+        log.warning("source %s %s (%s, %d bytes, %d characters); reindexing", info.doc_id, what, info.type, info.bytes,
+                    info.chars)
+        return {"source": info.to_json(), "reindex": reindex_status()}
 
     @router.get(UPLOAD_PATH, response_model=SourceListOut, responses=errors(401, 404, 429))
     async def get_sources() -> dict[str, Any]:
@@ -103,13 +110,15 @@ def sources_router(settings: Settings, *, admin: Callable[..., None], reindexer:
                 partial(prepare, data, file.filename or "", settings, doc_id=doc_id or None, lang=lang,
                         title=title or None, url=url or None, date=date or None, replace=replace), limiter=extracting)
         except ImportRefused as e:
+            log.warning("upload %r refused: %s", file.filename, e)
             raise refused(e) from e
-        return await change(partial(write_source, prepared, sources_dir, replace))
+        what = "added (replacing one with its id)" if replace else "added"
+        return await change(what, partial(write_source, prepared, sources_dir, replace))
 
     @router.delete(UPLOAD_PATH + "/{doc_id}", response_model=changed, status_code=202,
                    responses=errors(401, 404, 408, 409, 413, 429))
     async def delete_source(doc_id: str) -> dict[str, Any]:
         """Remove a source (its text, metadata and original) and rebuild the index without it."""
-        return await change(partial(remove_source, sources_dir, doc_id))
+        return await change("removed", partial(remove_source, sources_dir, doc_id))
 
     return router

@@ -22,12 +22,26 @@ def font_path() -> Path:
 
 
 def make_pdf(pages: list[list[str]], *, title: str | None = None, author: str | None = None,
-             created: dt.datetime | None = None, headings: list[str] | None = None) -> bytes:
+             created: dt.datetime | None = None, headings: list[str] | None = None, running: str | None = None) -> bytes:
     """A PDF with a text layer: one list of paragraphs a page (wrapped by fpdf2 into lines,
-    as a real PDF's are), an optional heading on each page."""
+    as a real PDF's are), an optional heading on each page, and with ``running`` that
+    running header on every page and a "Page N of M" footer."""
     from fpdf import FPDF
 
-    pdf = FPDF(format="A4")
+    class Report(FPDF):
+        def header(self) -> None:
+            if running:
+                self.set_font("DejaVu", size=8)
+                self.cell(0, 5, running, new_x="LMARGIN", new_y="NEXT")
+                self.ln(4)
+
+        def footer(self) -> None:
+            if running:
+                self.set_y(-15)
+                self.set_font("DejaVu", size=8)
+                self.cell(0, 5, f"Page {self.page_no()} of {{nb}}", align="C")
+
+    pdf = Report(format="A4")
     pdf.set_auto_page_break(auto=False)
     pdf.add_font("DejaVu", fname=str(font_path()))
     if title:

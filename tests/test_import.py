@@ -175,6 +175,15 @@ def test_pdf_text_page_by_page_with_its_page_map_and_metadata():
                         "date": "2024-03-15"}
 
 
+def test_running_headers_footers_and_page_numbers_are_left_out():
+    pages = [*PDF_PAGES, ["Technopark Omega plans a fourth building with 12,000 square metres of laboratories."]]
+    got = extract_pdf(make_pdf(pages, running="Technopark Omega | Annual report 2024"))
+    assert "Annual report 2024" not in got.text and "Page " not in got.text and " of 4" not in got.text
+    bounds = [*got.pages, len(got.text)]
+    for n, paragraphs in enumerate(pages):
+        assert _lines(got.text[bounds[n]:bounds[n + 1]]) == paragraphs
+
+
 def test_a_hyphenated_line_end_is_joined_whole():
     from qa.extract import _reflow
 
