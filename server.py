@@ -328,13 +328,14 @@ class Guard:
     do the size limit, but answers in plain text; every error here is JSON with a message."""
 
     def __init__(self, app: ASGIApp, *, limiter: RateLimiter, max_body: int, body_timeout_s: float = 0.0,
-                 body_limit: Callable[[Scope], int] | None = None) -> None:
+                 body_rules: Callable[[Scope], tuple[int, float]] | None = None) -> None:
         self.app = app
         self.limiter = limiter
         self.max_body = max_body
         self.body_timeout_s = body_timeout_s
-        # a larger limit for some requests (an admin's upload), else max_body
-        self.body_limit = body_limit or (lambda _scope: max_body)
+        # (size limit, seconds to arrive) of a request's body: larger and slower for some
+        # (an admin's upload), else max_body and body_timeout_s
+        self.body_rules = body_rules or (lambda _scope: (max_body, body_timeout_s))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -365,11 +366,11 @@ class Guard:
             body: bytes | None = None
             # A client trickling its body in holds a connection: it gets the same deadline
             # as an answer.
-            limit = self.body_limit(scope)
-            with anyio.move_on_after(self.body_timeout_s or math.inf) as reading:
+            limit, timeout = self.body_rules(scope)
+            with anyio.move_on_after(timeout or math.inf) as reading:
                 body = await self._read_body(scope, receive, limit)
             if reading.cancelled_caught:
-                await JSONResponse({"detail": f"the request body did not arrive within {self.body_timeout_s:g} s"},
+                await JSONResponse({"detail": f"the request body did not arrive within {timeout:g} s"},
                                    status_code=408)(scope, receive, send_with_headers)
                 return
             if body is None:
@@ -496,20 +497,22 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
     reindexer = Reindexer(settings, encoder, publish)
     app.state.reindexer = reindexer
 
-    # Added first, so inside CORS: its 413 and 429 answers carry the CORS headers too, and a
-    # widget on another site can read them (and Retry-After).
-    def body_limit(scope: Scope) -> int:
-        # An upload may be as large as a document, but only with the admin token: anyone
-        # else's body is refused at the usual limit before it is read.
+    def body_rules(scope: Scope) -> tuple[int, float]:
+        # An upload may be as large as a document and take as long to arrive as a slow
+        # link needs, but only with the admin token: anyone else's body is held to the
+        # usual limits and refused before it is read whole.
         if scope["method"] == "POST" and scope["path"] == UPLOAD_PATH and settings.admin_token:
             scheme, _, given = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
             if scheme.lower() == b"bearer" and hmac.compare_digest(given, settings.admin_token.get_secret_value().encode()):
-                return max(settings.max_body_bytes, settings.max_upload_bytes + UPLOAD_OVERHEAD)
-        return settings.max_body_bytes
+                return (max(settings.max_body_bytes, settings.max_upload_bytes + UPLOAD_OVERHEAD),
+                        max(settings.request_timeout_s, settings.upload_timeout_s))
+        return settings.max_body_bytes, settings.request_timeout_s
 
+    # Added first, so inside CORS: its 413 and 429 answers carry the CORS headers too, and a
+    # widget on another site can read them (and Retry-After).
     app.add_middleware(Guard, limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
                        max_body=settings.max_body_bytes, body_timeout_s=settings.request_timeout_s,
-                       body_limit=body_limit)
+                       body_rules=body_rules)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"], expose_headers=["Retry-After"], allow_credentials=False,

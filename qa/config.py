@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     # bounds of its conversion, which runs in a child process: wall and CPU seconds, and
     # MB of address space (a 20-page PDF takes ~1 s and ~100 MB; docs/import.md).
     max_upload_bytes: int = Field(default=32 << 20, ge=1024)
+    # seconds an upload's body may take to arrive (other bodies: request_timeout_s); 32 MiB
+    # in 300 s needs ~1 Mbit/s
+    upload_timeout_s: float = Field(default=300.0, ge=0.0)
     import_timeout_s: float = Field(default=60.0, gt=0.0)
     import_memory_mb: int = Field(default=1024, ge=256)
 

@@ -244,3 +244,44 @@ def test_the_schema_documents_the_sources_api(client):
     for method, path, allow in [("put", "/api/admin/sources", "GET, POST"), ("get", "/api/admin/sources/x", "DELETE")]:
         r = getattr(client, method)(path, headers=AUTH)
         assert r.status_code == 405 and r.headers["allow"] == allow
+
+
+def test_an_upload_may_take_longer_to_arrive_than_a_question(built, encoder):
+    """A document over a slow link: with the token its body gets QA_UPLOAD_TIMEOUT_S, not
+    the question's deadline; without it, the usual deadline (408)."""
+    import anyio
+    import httpx
+
+    s = built.model_copy(update={"request_timeout_s": 0.3, "upload_timeout_s": 30.0})
+    app = server.create_app(s, service=QAService(open_index(s), encoder, s))
+    request = httpx.Request("POST", "http://test/api/admin/sources", files={"file": ("guide.md", MARKDOWN.encode())})
+    body = request.read()
+    pieces = [body[i:i + len(body) // 5 + 1] for i in range(0, len(body), len(body) // 5 + 1)]
+
+    def call(headers: dict[str, str]) -> int:
+        sent: list[dict[str, Any]] = []
+
+        async def main() -> None:
+            queue = list(pieces)
+
+            async def receive() -> dict[str, Any]:
+                await anyio.sleep(0.15)  # the whole body takes ~0.9 s, three times the deadline
+                chunk = queue.pop(0)
+                return {"type": "http.request", "body": chunk, "more_body": bool(queue)}
+
+            async def send(message: dict[str, Any]) -> None:
+                sent.append(message)
+
+            raw = [(k.lower().encode(), v.encode()) for k, v in {**dict(request.headers), **headers}.items()]
+            scope = {"type": "http", "method": "POST", "path": "/api/admin/sources", "raw_path": b"/api/admin/sources",
+                     "query_string": b"", "headers": raw, "client": ("198.51.100.7", 1), "server": ("test", 80),
+                     "scheme": "http", "http_version": "1.1", "root_path": ""}
+            with anyio.fail_after(30):
+                await app(scope, receive, send)
+
+        anyio.run(main)
+        return sent[0]["status"]
+
+    assert call({}) == 408
+    assert call(AUTH) == 202
+    assert app.state.reindexer.wait(120).state == "succeeded"
