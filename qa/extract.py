@@ -169,7 +169,8 @@ def extract_html(data: bytes) -> Extracted:
     if tree is None:
         raise ExtractionError("this HTML file cannot be parsed")
     page_lang = _lang(tree.get("lang")) or _lang(next(iter(tree.xpath("//meta[@http-equiv='content-language']/@content")), None))
-    found = trafilatura.bare_extraction(text, with_metadata=True, include_comments=False, include_tables=True,
+    # the tree already parsed (extraction prunes it: nothing reads it after)
+    found = trafilatura.bare_extraction(tree, with_metadata=True, include_comments=False, include_tables=True,
                                         include_links=False, include_images=False, favor_precision=True,
                                         deduplicate=True)
     body = found.text if found is not None else None
