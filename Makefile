@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM := false
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup build run test lint browser screenshots eval-gate eval-report retrieval-report clean-index fuzz load faults bench train-reader fit-confidence
+.PHONY: setup build run test lint browser screenshots eval-gate eval-report retrieval-report clean-index fuzz load faults bench bench-import train-reader fit-confidence
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -55,6 +55,14 @@ load: build
 # (~8 min; run it on an otherwise idle machine). Writes bench/results/run.json.
 bench: build
 	$(BIN)/python bench/run.py --env QA_RATE_LIMIT_PER_MINUTE=0 --readme README.md
+
+# Adding documents (docs/import.md): the HTML extractors on the hand-made pages, and a 20-page
+# PDF added to the bundled sources with `qa add` (seconds, and answers citing its pages; ~1 min).
+# Writes bench/results/html-extractors.json and import.json. readability-lxml is compared
+# when installed (it is not a dependency).
+bench-import: setup
+	$(BIN)/python bench/html_extractors.py
+	$(BIN)/python bench/import_pdf.py
 
 # The fault tests: reindex while asked, failing and killed builds, damaged index at start,
 # killed server, concurrent writes (they run in `make test` too).

@@ -5,6 +5,8 @@ building the index first when it is missing or stale, and serves:
 
 - ``POST /api/ask``, ``GET /api/search``, ``GET /api/sources/{doc_id}``, ``POST /api/feedback``;
 - ``POST``/``GET /api/admin/reindex`` (with ``QA_ADMIN_TOKEN``): rebuild the index while serving;
+- ``POST``/``GET /api/admin/sources``, ``DELETE /api/admin/sources/{doc_id}`` (the same token):
+  add a document (HTML, PDF, DOCX, Markdown, text), list and remove sources (qa/sources_api.py);
 - ``GET /healthz`` (the process is up) and ``GET /readyz`` (the index is loaded);
 - the chat widget (``/widget.js``, ``/widget.css``) and its demo page (``/``);
 - the API docs at ``/docs`` and ``/redoc``, with their assets served locally (no CDN).
@@ -25,7 +27,7 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -56,6 +58,7 @@ from qa.pipeline import QAService
 from qa.questions import QuestionError, validate_question
 from qa.reindex import Reindexer
 from qa.sources import SourceError
+from qa.sources_api import UPLOAD_PATH, sources_router
 from qa.store import Store
 from qa.types import Answer
 
@@ -68,6 +71,8 @@ MAX_COMMENT_CHARS = 2000
 # have their own limit, Settings.max_question_chars.
 MAX_TEXT_CHARS = 20_000
 MAX_SEARCH_K = 50
+# What a multipart upload adds to the file's bytes (boundaries, part headers, form fields).
+UPLOAD_OVERHEAD = 64 << 10
 # Methods whose body is read (and so limited in size).
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -164,6 +169,7 @@ class CitationOut(BaseModel):
     url: str | None
     lang: str
     date: str | None = Field(default=None, description="the source's publication date (ISO), when known")
+    page: int | None = Field(default=None, description="the page the quote starts on (sources imported from a PDF)")
     start: int = Field(description="character offset into the source text (GET /api/sources/{doc_id})")
     end: int
     quote: str = Field(description="== source text[start:end]")
@@ -296,8 +302,9 @@ _ERRORS: dict[int, dict[str, Any]] = {
     401: {"description": "no valid admin token (Authorization: Bearer QA_ADMIN_TOKEN)"},
     404: {"description": "not found"},
     408: {"description": "the request body did not arrive in time (Settings.request_timeout_s)"},
-    409: {"description": "a reindex is already running"},
-    413: {"description": "the request body is too large (Settings.max_body_bytes)"},
+    409: {"description": "a reindex is already running, or a source with this id exists"},
+    413: {"description": "the request body is too large (Settings.max_body_bytes; an upload: max_upload_bytes)"},
+    415: {"description": "the file's type is not one that can be added"},
     422: {"description": "invalid request: what is wrong, in words"},
     429: {"description": "too many requests from this client (Settings.rate_limit_per_minute)", "headers": _RETRY_AFTER},
     503: {"description": "not ready yet, or no answer in time (Settings.request_timeout_s)", "headers": _RETRY_AFTER},
@@ -320,11 +327,15 @@ class Guard:
     headers on every response (on errors too). Starlette's RequestBodyLimitMiddleware would
     do the size limit, but answers in plain text; every error here is JSON with a message."""
 
-    def __init__(self, app: ASGIApp, *, limiter: RateLimiter, max_body: int, body_timeout_s: float = 0.0) -> None:
+    def __init__(self, app: ASGIApp, *, limiter: RateLimiter, max_body: int, body_timeout_s: float = 0.0,
+                 body_rules: Callable[[Scope], tuple[int, float]] | None = None) -> None:
         self.app = app
         self.limiter = limiter
         self.max_body = max_body
         self.body_timeout_s = body_timeout_s
+        # (size limit, seconds to arrive) of a request's body: larger and slower for some
+        # (an admin's upload), else max_body and body_timeout_s
+        self.body_rules = body_rules or (lambda _scope: (max_body, body_timeout_s))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -355,23 +366,24 @@ class Guard:
             body: bytes | None = None
             # A client trickling its body in holds a connection: it gets the same deadline
             # as an answer.
-            with anyio.move_on_after(self.body_timeout_s or math.inf) as reading:
-                body = await self._read_body(scope, receive)
+            limit, timeout = self.body_rules(scope)
+            with anyio.move_on_after(timeout or math.inf) as reading:
+                body = await self._read_body(scope, receive, limit)
             if reading.cancelled_caught:
-                await JSONResponse({"detail": f"the request body did not arrive within {self.body_timeout_s:g} s"},
+                await JSONResponse({"detail": f"the request body did not arrive within {timeout:g} s"},
                                    status_code=408)(scope, receive, send_with_headers)
                 return
             if body is None:
-                await JSONResponse({"detail": f"the request body is larger than {self.max_body} bytes"},
+                await JSONResponse({"detail": f"the request body is larger than {limit} bytes"},
                                    status_code=413)(scope, receive, send_with_headers)
                 return
             receive = _replay(body, receive)
         await self.app(scope, receive, send_with_headers)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+    async def _read_body(self, scope: Scope, receive: Receive, limit: int) -> bytes | None:
         """The whole body, or None when it is (or says it will be) over the limit."""
         for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_body):
+            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
                 return None
         chunks, size = [], 0
         while True:
@@ -380,7 +392,7 @@ class Guard:
                 return b""
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body:
+            if size > limit:
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -399,6 +411,14 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return replay
+
+
+def _flat_routes(routes: list[Any]) -> Iterator[Any]:
+    """Every route, those of included routers (qa/sources_api.py) too: FastAPI keeps an
+    included router as one entry that holds it (``original_router``)."""
+    for r in routes:
+        inner = getattr(r, "original_router", None)
+        yield from _flat_routes(inner.routes) if inner is not None else (r,)
 
 
 def _limit_questions(node: Any, max_chars: int) -> None:
@@ -477,10 +497,22 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
     reindexer = Reindexer(settings, encoder, publish)
     app.state.reindexer = reindexer
 
+    def body_rules(scope: Scope) -> tuple[int, float]:
+        # An upload may be as large as a document and take as long to arrive as a slow
+        # link needs, but only with the admin token: anyone else's body is held to the
+        # usual limits and refused before it is read whole.
+        if scope["method"] == "POST" and scope["path"] == UPLOAD_PATH and settings.admin_token:
+            scheme, _, given = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
+            if scheme.lower() == b"bearer" and hmac.compare_digest(given, settings.admin_token.get_secret_value().encode()):
+                return (max(settings.max_body_bytes, settings.max_upload_bytes + UPLOAD_OVERHEAD),
+                        max(settings.request_timeout_s, settings.upload_timeout_s))
+        return settings.max_body_bytes, settings.request_timeout_s
+
     # Added first, so inside CORS: its 413 and 429 answers carry the CORS headers too, and a
     # widget on another site can read them (and Retry-After).
     app.add_middleware(Guard, limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
-                       max_body=settings.max_body_bytes, body_timeout_s=settings.request_timeout_s)
+                       max_body=settings.max_body_bytes, body_timeout_s=settings.request_timeout_s,
+                       body_rules=body_rules)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"], expose_headers=["Retry-After"], allow_credentials=False,
@@ -504,7 +536,7 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
         if exc.status_code == 405:
             # Starlette names only the first route's methods; a path with a route per method
             # (GET and POST /api/admin/reindex) allows all of them.
-            allowed = {m for r in app.router.routes if isinstance(r, Route)
+            allowed = {m for r in _flat_routes(app.router.routes) if isinstance(r, Route)
                        and r.matches(request.scope)[0] == Match.PARTIAL for m in (r.methods or ())}
             return JSONResponse({"detail": "Method Not Allowed"}, status_code=405,
                                 headers={"Allow": ", ".join(sorted(allowed))})
@@ -637,6 +669,9 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
     async def get_reindex() -> dict[str, Any]:
         """The last (or running) reindex and the index answering now."""
         return reindex_status()
+
+    app.include_router(sources_router(settings, admin=admin, reindexer=reindexer, reindex_status=reindex_status,
+                                      reindex_model=ReindexOut, errors=_errors))
 
     # -------------------------------------------------------------- ops
 

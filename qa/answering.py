@@ -81,7 +81,7 @@ class Draft:
 
 def citation(n: int, doc: Document, start: int, end: int) -> Citation:
     return Citation(n=n, doc_id=doc.doc_id, title=doc.title, url=doc.url, lang=doc.lang,
-                    start=start, end=end, quote=doc.text[start:end], date=doc.date)
+                    start=start, end=end, quote=doc.text[start:end], date=doc.date, page=doc.page_at(start))
 
 
 def first_sentence(index: IndexData, passages: list[Passage]) -> Draft | None:

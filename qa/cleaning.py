@@ -13,8 +13,8 @@ The rules below are general (no file names, no line numbers):
 2. A cookie / consent notice is excluded, with the short button lines right after it.
 3. Link stubs are excluded: a line that is only a link, only a URL, or "label: URL".
 4. A bare site name ("mos.ru") on its own line is a source badge, not content.
-5. A run of many short lines without sentence punctuation that are not list items is
-   a headline / navigation list.
+5. A run of many short lines without sentence punctuation that are not list items (or
+   table rows) is a headline / navigation list.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from qa.types import Span
 
 # Bump when the rules change: the index manifest records it, so an index built
 # with other rules is rebuilt instead of served.
-CLEANING_VERSION = 1
+# 2: a table row ("| cell | cell |", as imported documents write tables) is a list item
+CLEANING_VERSION = 2
 
 _FOOTER_HEADINGS = re.compile(
     r"^(latest (events|news)|most (popular|read|viewed)|popular( now)?|read (also|more)|"
@@ -39,7 +40,7 @@ _MD_LINK = r"\[[^\]\n]*\]\([^)\n]*\)"
 _URL = r"<?(?:https?://|www\.)\S+?>?"
 _LINK_STUB = re.compile(rf"^(?:[^:\n]{{0,60}}:\s*)?(?:(?:{_MD_LINK}|{_URL})\s*)+$", re.IGNORECASE)
 _BARE_DOMAIN = re.compile(r"^(?:www\.)?[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}$", re.IGNORECASE)
-_LIST_ITEM = re.compile(r"^\s*(?:[-*•–—]|\d+[.)])\s+")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*•–—|]|\d+[.)])\s+")
 _SENTENCE_END = re.compile(r"[.!?…:;»\"”)]$")
 _MAX_SHORT_WORDS = 5
 _HEADLINE_RUN = 6

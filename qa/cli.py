@@ -13,7 +13,7 @@ from typing import Any
 
 from qa.config import PROJECT_ROOT, Settings
 from qa.datasets import SETTINGS_KINDS
-from qa.index import IndexUnusable, MissingIndexError, StaleIndexError, build_on_disk, open_index
+from qa.index import BuildInProgress, IndexUnusable, MissingIndexError, StaleIndexError, build_on_disk, open_index
 from qa.sources import SourceError
 from qa.types import ModelFileError
 
@@ -43,6 +43,34 @@ def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
         print(f"built index: {summary.docs} docs, {summary.chunks} chunks, {summary.sentences} sentences "
               f"in {summary.seconds:.1f} s -> {settings.index_dir / 'current'}")
     return 0
+
+
+def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
+    """Convert and add documents as sources, then rebuild the index (``--no-build``: leave
+    it stale; the next `qa build`, `qa serve` or reindex picks them up)."""
+    from qa.importing import add_files, expand
+
+    if (args.id or args.title or args.url) and len(expand(args.paths)[0]) > 1:
+        _err("--id, --title and --url name one document: give one file with them")
+        return EXIT_USAGE
+    done = add_files(args.paths, settings, doc_id=args.id, lang=args.lang, title=args.title, url=args.url,
+                     date=args.date, replace=args.replace, build=not args.no_build, progress=_progress)
+    if not done.added and not done.failed:
+        _err("no .html/.htm, .pdf, .docx, .md or .txt files found there")
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(done.to_json(), ensure_ascii=False))
+    else:
+        for path, info in done.added:
+            pages = f", {info.pages} pages" if info.pages else ""
+            print(f"added {info.doc_id} ({info.type}{pages}, {info.chars} characters, {info.lang}) <- {path}")
+        if done.index is not None:
+            print(f"built index: {done.index.docs} docs, {done.index.chunks} chunks in {done.index.seconds:.1f} s")
+        elif done.added:
+            print("index not rebuilt (--no-build): run `qa build`, or POST /api/admin/reindex on a running server")
+    for path, why in done.failed:
+        _err(f"{path}: {why}")
+    return EXIT_FAILURE if done.failed else 0
 
 
 def _ensure_index(settings: Settings, encoder: Any) -> Any:
@@ -119,13 +147,17 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _page(c: Any) -> str:
+    return f", p. {c.page}" if c.page else ""
+
+
 def _render_answer(answer: Any, color: bool) -> str:
     """Human-readable: the answer with the short answer in bold (terminal) and the sources."""
     if answer.abstained:
         lines = [answer.message or "", ""]
         if answer.see_also:
             lines.append("See also:" if answer.lang == "en" else "Смотрите также:")
-            lines += [f"  [{c.n}] {c.title} ({c.doc_id}, {c.start}-{c.end})" for c in answer.see_also]
+            lines += [f"  [{c.n}] {c.title} ({c.doc_id}{_page(c)}, {c.start}-{c.end})" for c in answer.see_also]
         return "\n".join(lines).rstrip()
     # each line's spacing evened out; a list answer keeps its items on their lines
     text = "\n".join(" ".join(line.split()) for line in answer.answer.splitlines() if line.strip())
@@ -142,7 +174,7 @@ def _render_answer(answer: Any, color: bool) -> str:
         lang_note = f", {c.lang}" if c.lang != answer.lang else ""
         url = f" {c.url}" if c.url else ""
         date = f", {c.date}" if c.date else ""
-        lines.append(f"  [{c.n}] {c.title} ({c.doc_id}{date}, characters {c.start}-{c.end}{lang_note}){url}")
+        lines.append(f"  [{c.n}] {c.title} ({c.doc_id}{date}{_page(c)}, characters {c.start}-{c.end}{lang_note}){url}")
     return "\n".join(lines)
 
 
@@ -378,6 +410,17 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
     sv.add_argument("--workers", type=_at_least_one, default=1,
                     help="server processes (default 1; one a core answers the most questions a second)")
+    ad = sub.add_parser("add", help="add documents (HTML, PDF, DOCX, Markdown, text) as sources and rebuild the index")
+    ad.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                    help="files, or folders of .html/.htm, .pdf, .docx, .md and .txt files")
+    ad.add_argument("--id", help="the source's id (one file only; default: from the file name)")
+    ad.add_argument("--lang", choices=["en", "ru"], help="the language (default: the document's own, else detected)")
+    ad.add_argument("--title", help="the title (one file only; default: the document's own)")
+    ad.add_argument("--url", help="where it was published (one file only; default: an HTML page's canonical URL)")
+    ad.add_argument("--date", help="publication date YYYY-MM-DD (default: the document's own)")
+    ad.add_argument("--replace", action="store_true", help="replace sources with the same id")
+    ad.add_argument("--no-build", action="store_true", help="only write the sources; the index is rebuilt later")
+    ad.add_argument("--json", action="store_true", help="print one JSON object")
     r = sub.add_parser("report", help="what the server was asked, what went unanswered, and the feedback")
     r.add_argument("--limit", type=_at_least_one, default=20, help="rows per section (default 20)")
     r.add_argument("--json", action="store_true", help="print one JSON object")
@@ -394,11 +437,14 @@ def main(argv: list[str] | None = None) -> int:
         _err(f"invalid settings: {e}")
         return EXIT_USAGE
     commands = {"build": cmd_build, "search": cmd_search, "ask": cmd_ask, "eval": cmd_eval, "serve": cmd_serve,
-                "report": cmd_report}
+                "report": cmd_report, "add": cmd_add}
     try:
         return commands[args.command](args, settings)
     except (SourceError, IndexUnusable, ModelFileError) as e:
         _err(str(e))
+        return EXIT_FAILURE
+    except BuildInProgress as e:
+        _err(f"{e}; try again when it has finished")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130

@@ -124,6 +124,16 @@ class Settings(BaseSettings):
     # Python, so two at once in one process take turns on the GIL; with one process a
     # core set 1 (`qa serve --workers N` and bench/run.py set it for their workers).
     cpu_slots: int = Field(default=0, ge=0)
+    # Adding documents (`qa add`, POST /api/admin/sources; qa/importing.py): the largest
+    # file taken (bytes; an upload's body may exceed max_body_bytes by this much), and the
+    # bounds of its conversion, which runs in a child process: wall and CPU seconds, and
+    # MB of address space (a 20-page PDF takes ~1 s and ~100 MB; docs/import.md).
+    max_upload_bytes: int = Field(default=32 << 20, ge=1024)
+    # seconds an upload's body may take to arrive (other bodies: request_timeout_s); 32 MiB
+    # in 300 s needs ~1 Mbit/s
+    upload_timeout_s: float = Field(default=300.0, ge=0.0)
+    import_timeout_s: float = Field(default=60.0, gt=0.0)
+    import_memory_mb: int = Field(default=1024, ge=256)
 
     def threshold(self, answerer: str | None = None) -> float:
         """The abstention threshold: the one set, or the one fitted for ``answerer``."""

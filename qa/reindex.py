@@ -59,12 +59,22 @@ class Reindexer:
         with self._lock:
             return self._status
 
-    def start(self) -> ReindexStatus:
-        """Start a rebuild; ``BuildInProgress`` when one is running (here or in another process)."""
+    def start(self, before: Callable[[], Any] | None = None) -> ReindexStatus:
+        """Start a rebuild; ``BuildInProgress`` when one is running (here or in another process).
+
+        ``before`` (changing the sources: qa/importing.py) runs under the build lock first,
+        so no build reads the sources half changed and this rebuild sees the change; when it
+        raises, nothing is started and the error is the caller's."""
         with self._lock:
             # Taken here, not in the thread, so that a second request is refused at once.
             held = contextlib.ExitStack()
             held.enter_context(build_lock(self.settings.index_dir, wait=False))
+            if before is not None:
+                try:
+                    before()
+                except BaseException:
+                    held.close()
+                    raise
             self._status = ReindexStatus(state="running", started_at=_now())
             self._thread = threading.Thread(target=self._run, args=(held,), name="reindex", daemon=True)
             self._thread.start()

@@ -3,12 +3,15 @@
 A source is ``<doc_id>.txt`` (UTF-8). Metadata sits beside it in ``<doc_id>.meta.json``
 (title, lang, date, url, publisher); whatever is missing is read off the text:
 language from the script, title from the first line, date and URL where the text
-states them. Adding a document is dropping a file in the folder.
+states them. Adding a document is dropping a file in the folder, or `qa add` for HTML,
+PDF, DOCX and Markdown (qa/importing.py), which also writes a PDF's page map (``pages``).
+Only ``*.txt`` at the top of the folder are sources: ``originals/`` and anything else are not.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from pathlib import Path
@@ -65,6 +68,7 @@ def load_document(path: Path) -> Document:
     except UnicodeDecodeError as e:
         raise SourceError(f"{path}: not UTF-8 text ({e})") from e
     meta: dict[str, str | None] = {}
+    pages: tuple[int, ...] = ()
     meta_path = path.with_suffix(".meta.json")
     if meta_path.exists():
         try:
@@ -72,6 +76,7 @@ def load_document(path: Path) -> Document:
         except json.JSONDecodeError as e:
             raise SourceError(f"{meta_path}: invalid JSON ({e})") from e
         meta = {k: raw.get(k) for k in _META_KEYS}
+        pages = _page_map(raw.get("pages"), len(text), meta_path)
     lang = meta.get("lang") or detect_lang(text)
     if lang not in ("en", "ru"):
         raise SourceError(f"{meta_path}: lang must be 'en' or 'ru', got {lang!r}")
@@ -84,7 +89,21 @@ def load_document(path: Path) -> Document:
         date=meta.get("date") or _guess_date(text),
         publisher=meta.get("publisher"),
         sha256=sha256_file(path),
+        pages=pages,
     )
+
+
+def _page_map(value: object, length: int, meta_path: Path) -> tuple[int, ...]:
+    """A PDF-derived source's page starts (written by qa/importing.py): ascending offsets
+    into the text from 0; a map that does not fit the text is refused, not guessed at."""
+    if value is None:
+        return ()
+    ok = (isinstance(value, list) and value and value[0] == 0
+          and all(isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= length for p in value)
+          and all(a <= b for a, b in itertools.pairwise(value)))
+    if not ok:
+        raise SourceError(f"{meta_path}: pages must be ascending character offsets from 0 within the text")
+    return tuple(value)
 
 
 def source_paths(sources_dir: Path) -> list[Path]:

@@ -6,6 +6,7 @@ All offsets are Python string offsets into the source file's text exactly as sto
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 
@@ -24,6 +25,19 @@ class Document:
     date: str | None = None
     publisher: str | None = None
     sha256: str = ""
+    # Where each page starts (a PDF's page map, from its .meta.json): page N is
+    # ``text[pages[N - 1]:pages[N]]``. Empty for sources without pages.
+    pages: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pages, tuple):  # read back from JSON as a list
+            object.__setattr__(self, "pages", tuple(self.pages))
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based page holding character ``offset``, or None without a page map."""
+        if not self.pages:
+            return None
+        return max(1, bisect.bisect_right(self.pages, offset))
 
 
 @dataclass(frozen=True)
@@ -80,10 +94,12 @@ class Citation:
     # the source's publication date (ISO), when known: sources that disagree are cited
     # newest first, and the reader sees which is which
     date: str | None = None
+    # the page the quote starts on, for sources with a page map (PDFs); None otherwise
+    page: int | None = None
 
     def to_json(self) -> dict[str, object]:
         return {"n": self.n, "doc_id": self.doc_id, "title": self.title, "url": self.url, "lang": self.lang,
-                "date": self.date, "start": self.start, "end": self.end, "quote": self.quote}
+                "date": self.date, "page": self.page, "start": self.start, "end": self.end, "quote": self.quote}
 
 
 @dataclass(frozen=True)

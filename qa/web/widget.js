@@ -102,7 +102,9 @@
       viewerError: 'Sorry, the source could not be loaded.',
       viewerClose: 'Close the source',
       viewerOriginal: 'Original page:',
-      viewerLang: { en: 'In English', ru: 'In Russian' }
+      viewerLang: { en: 'In English', ru: 'In Russian' },
+      page: 'p. ',
+      viewerPage: 'Quoted from p. '
     },
     ru: {
       title: 'Вопросы о Технополисе',
@@ -142,7 +144,9 @@
       viewerError: 'Извините, не удалось загрузить источник.',
       viewerClose: 'Закрыть источник',
       viewerOriginal: 'Оригинал:',
-      viewerLang: { en: 'На английском', ru: 'На русском' }
+      viewerLang: { en: 'На английском', ru: 'На русском' },
+      page: 'с. ',
+      viewerPage: 'Цитата со с. '
     }
   };
 
@@ -254,6 +258,8 @@
       title: str(c.title) || docId,
       url: str(c.url),
       date: /^\d{4}-\d{2}-\d{2}$/.test(str(c.date) || '') ? c.date : null,
+      // the page of a source imported from a PDF
+      page: typeof c.page === 'number' && c.page >= 1 && c.page === Math.floor(c.page) ? c.page : null,
       lang: normLang(c.lang),
       start: typeof c.start === 'number' && isFinite(c.start) ? c.start : null,
       end: typeof c.end === 'number' && isFinite(c.end) ? c.end : null,
@@ -557,6 +563,10 @@
       if (c.date) {
         b.appendChild(document.createTextNode(' '));
         b.appendChild(el('span', 'tqa-cite-date', '(' + c.date + ')'));
+      }
+      if (c.page) {
+        b.appendChild(document.createTextNode(' '));
+        b.appendChild(el('span', 'tqa-cite-page', t(msgLang, 'page') + c.page));
       }
       if (c.lang) b.lang = c.lang;
       b.addEventListener('click', function () {
@@ -1133,6 +1143,7 @@
         textBox.lang = srcLang;
         meta.appendChild(el('span', 'tqa-viewer-lang', t(lang, 'viewerLang')[srcLang]));
       }
+      if (c.page) meta.appendChild(el('span', 'tqa-viewer-page', t(lang, 'viewerPage') + c.page));
       var href = safeHttpUrl(src.url) || safeHttpUrl(c.url);
       if (href) {
         var linkWrap = el('span', 'tqa-viewer-link-wrap');
