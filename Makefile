@@ -94,16 +94,27 @@ eval-gate: setup
 eval-report: setup
 	$(BIN)/qa eval --out eval --report
 
-# Fine-tune the reader (qa/models/reader.safetensors) on data/squad-train: bf16, a progress
-# bar, a checkpoint every 50 steps in var/reader-train (run it again to resume; --fresh
-# starts over). Then refit its confidence: make fit-confidence.
+# Fine-tune the reader (qa/models/reader.safetensors), in two stages: data/squad-train
+# (English, with near misses), then that reader on XQuAD dev's articles of half 0 in English,
+# Russian and across the two, with 1,000 of the SQuAD questions replayed. bf16, a progress
+# bar, a checkpoint every 50 steps in var/ (run it again to resume; --fresh starts over).
+# Then refit the reading step: make fit-confidence.
+READER_STAGE1 := var/reader-train/squad.safetensors
+STAGE2 := --init $(READER_STAGE1) --replay 1000 --epochs 1 --lr 5e-5
 train-reader: setup
-	$(BIN)/python -m qa.train_reader
+	$(BIN)/python -m qa.train_reader --out $(READER_STAGE1)
+	$(BIN)/python -m qa.train_reader $(STAGE2) --xquad-half 0 --work var/reader-train/half0
 
-# The reader's confidence and abstention threshold (qa/reader_confidence.json), fitted on
-# XQuAD dev and off-topic questions made from half its articles (never the reported sets).
+# The reading step's span choice, follow-up order, confidence and threshold
+# (qa/reader_confidence.json), fitted on XQuAD dev's half-0 articles read by a reader trained
+# on the other half (made here first: the same second stage on half 1), and off-topic
+# questions of those articles; never on the reported sets.
+READER_FOLD := var/reader-train/half1.safetensors
 fit-confidence: build
-	$(BIN)/python -m qa.fit_confidence
+	test -f $(READER_FOLD) || $(BIN)/python -m qa.train_reader $(STAGE2) --xquad-half 1 \
+	  --work var/reader-train/half1 --out $(READER_FOLD)
+	$(BIN)/python -m qa.fit_confidence --reader $(READER_FOLD) --half 0 --cache var/reader-train/fit-readings.pkl
+
 
 retrieval-report: setup
 	$(BIN)/python -m qa.benchmark

@@ -4,6 +4,7 @@ otherwise; library errors become one-line messages and exit codes here only."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -179,7 +180,7 @@ def _render_answer(answer: Any, color: bool) -> str:
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from qa.datasets import DatasetError, load_dataset
+    from qa.datasets import DatasetError, item_half, load_dataset
     from qa.evaluation import check_thresholds, default_systems, evaluate
     from qa.sources import load_documents
 
@@ -201,6 +202,9 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     except DatasetError as e:
         _err(str(e))
         return EXIT_USAGE
+    if args.articles is not None:
+        sets = [dataclasses.replace(s, items=tuple(it for it in s.items if item_half(it) in (None, args.articles)))
+                for s in sets]
     encoder = _load_encoder(settings)
     out = args.out
     systems = default_systems(settings, args.compare or ())
@@ -217,8 +221,10 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_FAILURE
     report: dict[str, Any] = {"generated": time.strftime("%Y-%m-%d %H:%M"), "settings": _eval_settings(settings),
                               "datasets": results}
-    if args.compare:
-        report["command"] = f"qa eval {' '.join(f'--compare {c}' for c in args.compare)} --out {out} --report"
+    if args.compare or args.articles is not None:
+        extra = [*(f"--compare {c}" for c in args.compare or ()),
+                 *([f"--articles {args.articles}"] if args.articles is not None else [])]
+        report["command"] = f"qa eval {' '.join(extra)} --out {out} --report"
     if out:
         report["records"] = f"{out}/records/"
     xquad = [p for p in paths if p.is_dir() and sorted(p.glob("xquad.*.json"))]
@@ -227,7 +233,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         from qa.reader_eval import reader_alone
 
         reader = cached_reader(settings.reader_weights, settings.reader_precision)
-        report["reader_alone"] = reader_alone(reader, xquad[0], args.limit, _progress)
+        report["reader_alone"] = reader_alone(reader, xquad[0], args.limit, _progress, half=args.articles)
     if out:
         from qa.report import write_report
 
@@ -349,7 +355,7 @@ def _render_report(report: dict[str, Any], path: Path) -> str:
 def _eval_settings(settings: Settings) -> dict[str, Any]:
     keys = ("embedding_model", "chunk_size", "chunk_overlap", "bm25_weight_same", "bm25_weight_cross",
             "sentence_weight", "same_lang_bonus", "answer_passages", "answerer", "abstain_threshold",
-            "reader_passages", "reader_stop_margin", "reader_window_tokens", "reader_stride", "reader_precision")
+            "reader_passages", "reader_window_tokens", "reader_stride", "reader_precision")
     return {**{k: getattr(settings, k) for k in keys}, "threshold": settings.threshold()}
 
 
@@ -400,6 +406,9 @@ def parser() -> argparse.ArgumentParser:
                         "`--compare extractive` puts the earlier rule-based step beside the reader")
     e.add_argument("--system", action="append",
                    help="run only these systems (repeatable: fused, bm25, dense, first-sentence, fused-rules…)")
+    e.add_argument("--articles", type=int, choices=(0, 1),
+                   help="only the benchmark questions of this half of its articles (the reader trained on XQuAD "
+                        "dev's half 0: its figures are those of half 1)")
     e.add_argument("--limit", type=_at_least_one, help="only the first N questions of each setting")
     e.add_argument("--out", type=Path, help="write metrics.json and per-question records/ here")
     e.add_argument("--report", action="store_true", help="also write report.md and report.png to --out")

@@ -84,13 +84,11 @@ class Settings(BaseSettings):
     # sources". Unset: the threshold fitted with the answerer's confidence
     # (qa/confidence_weights.json for the rules, qa/reader_confidence.json for the reader).
     abstain_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    # The reader (qa/reader.py, qa/reading.py): its weights; the top passages it reads at
-    # most, in order, until a span's margin over "no answer" reaches the stop margin; its
-    # windows (word pieces, question included) and their overlap; its arithmetic ("int8":
-    # dynamic int8 Linear layers; "bf16": autocast), measured in bench/run.py.
+    # The reader (qa/reader.py, qa/reading.py): its weights; the top passages it reads
+    # (whole, in one batch); its windows (word pieces, question included) and their
+    # overlap; its arithmetic ("int8": dynamic int8 Linear layers; "bf16": autocast).
     reader_weights: Path = PROJECT_ROOT / "qa" / "models" / "reader.safetensors"
     reader_passages: int = Field(default=3, ge=1, le=20)
-    reader_stop_margin: float = 4.0
     reader_window_tokens: int = Field(default=256, ge=48, le=512)
     reader_stride: int = Field(default=64, ge=0, le=256)
     reader_precision: Literal["int8", "bf16", "fp32"] = "bf16"

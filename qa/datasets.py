@@ -12,6 +12,7 @@ language's contexts; either language's version of the gold paragraph counts).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,21 @@ class SquadFile:
     lang: str
     docs: tuple[Document, ...]
     questions: tuple[SquadQuestion, ...]
+
+
+def article_half(title: str) -> int:
+    """XQuAD dev's articles in two halves by a hash of the title: the reader is trained on
+    the questions of half 0 (``qa.train_reader --xquad-half 0``), so half 1 is what its
+    XQuAD figures are reported on, and the fits (``qa.fit_confidence``) use half 0 read by
+    a reader trained on half 1."""
+    return int(hashlib.md5(title.encode("utf-8")).hexdigest(), 16) % 2
+
+
+def item_half(item: EvalItem) -> int | None:
+    """The half of a benchmark question's article (None: not a benchmark question)."""
+    if not item.doc_ids or item.doc_ids[0].count(":") < 2:
+        return None
+    return article_half(item.doc_ids[0].split(":", 1)[1].rsplit(":", 1)[0])
 
 
 def paragraph_doc_id(lang: str, paragraph: str) -> str:

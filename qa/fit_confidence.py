@@ -1,28 +1,38 @@
-"""Fit the reader's confidence and abstention threshold: ``python -m qa.fit_confidence``
+"""Fit how the reading step chooses, follows up and declines: ``python -m qa.fit_confidence``
 (``make fit-confidence``), written to ``qa/reader_confidence.json``.
 
-The confidence is P(the answer shown holds a right answer), a logistic function of the
-reader's span-versus-no-answer margin and the retrieval scores (``qa.reading.FEATURES``).
-It is fitted on three kinds of question, none of them in a set the README reports:
+Three things are fitted, in this order, on questions of XQuAD dev's articles of one half
+(``--half``), read by a reader that was *not* trained on them (``--reader``: the reader
+trained on the other half, see the Makefile), so that the reader's scores look as they do
+on questions it has never seen:
 
-- XQuAD dev questions against XQuAD dev's paragraphs, every language pair (label: the
-  answer sentence holds a gold answer);
-- near misses: the same questions against the same corpus *without their own paragraph*,
-  so the reader reads the article's other paragraphs, on the same topic and in the same
-  words, which do not answer them (label 0; SQuAD 2.0's kind of unanswerable question);
-- off-topic: XQuAD questions of half the articles against the bundled sources (label 0);
-  the other half is eval/off-topic.jsonl, which the eval reports.
+1. the span choice (``qa.reading.Selection``): the weights of a window's "no answer" and
+   of the passage's retrieval score and rank beside the span's score, by the share of
+   answers whose sentence holds a gold answer (a grid);
+2. how a follow-up is read (``qa.reading.asked``): the current question first or the
+   earlier one first, on pairs of consecutive questions about one paragraph;
+3. the confidence, P(the answer shown holds a right answer), a logistic function of
+   ``qa.reading.FEATURES``, and the abstention threshold that makes the most right
+   decisions (answer a right answer, decline the rest) over
+   - the answers (every language pair: label = the answer sentence holds a gold answer),
+   - near misses: the same questions against their corpus *without their own paragraph*
+     (the article's other paragraphs, on the same topic and in the same words, do not
+     answer them; SQuAD 2.0's kind of unanswerable question; label 0),
+   - off-topic: the same questions against the bundled sources (label 0); the other half's
+     are eval/off-topic.jsonl, which the eval reports.
 
-The threshold is the one that makes the most right decisions (answer a right answer,
-decline the rest) on this weighted fit set. The project's near misses and eval sets are
-never used here.
+The project's eval sets and the other half of XQuAD dev are never read here.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import json
+import pickle
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,47 +40,81 @@ import numpy as np
 from tqdm import tqdm
 
 from qa.config import PROJECT_ROOT, READER_CONFIDENCE, Settings
-from qa.datasets import eval_item, load_dataset
+from qa.datasets import EvalItem, article_half, eval_item, item_half, lang_from_name, load_dataset, read_squad
 from qa.embedding import load_encoder
 from qa.index import build, open_index
 from qa.metrics import contains
 from qa.pipeline import QAService
-from qa.reader import cached_reader
-from qa.reading import FEATURES
-from qa.tuning import article_half, off_topic_rows
+from qa.questions import resolve_follow_up
+from qa.reader import Reader
+from qa.reading import FEATURES, Candidate, ReadingAnswerer, Selection
 
 # The weight of each kind of negative against the on-topic answers: the prior that a
 # public widget's questions are about a tenth near misses and a fifth off-topic.
 NEAR_MISS_SHARE = 0.15
 OFF_TOPIC_SHARE = 0.25
+# The span-choice grid (``Selection``'s weights).
+GRID = {"null": (0.0, -0.25, -0.5, -0.75, -1.0), "retrieval": (0.0, 5.0, 10.0, 20.0, 40.0),
+        "rank": (0.0, -0.5, -1.0, -2.0)}
+ORDERS = ("earlier-first", "current-first")
 
 
-def _features(answer: Any) -> list[float] | None:
-    return [answer.features[f] for f in FEATURES] if answer.features else None
+def off_topic_rows(xquad: Path, half: int) -> list[dict[str, Any]]:
+    """XQuAD questions of the articles in ``half`` as unanswerable rows of the project's eval format."""
+    rows = []
+    for path in sorted(xquad.glob("*.json")):
+        f = read_squad(path, lang_from_name(path))
+        rows += [{"id": f"off-{f.lang}-{q.qid}", "question": q.question, "lang": f.lang, "answers": [], "doc_ids": [],
+                  "answerable": False, "category": None}
+                 for q in f.questions if article_half(q.paragraph.rsplit(":", 1)[0]) == half]
+    return rows
 
 
-def rows(service: QAService, items: Any, desc: str, near_miss: bool = False) -> tuple[list[list[float]], list[float]]:
-    """Features and labels of each item's answer; with ``near_miss`` the item's own
-    paragraphs are taken out of what the reader reads (label 0)."""
-    x, y = [], []
-    for it in tqdm(items, desc=desc, unit="q", file=sys.stderr, dynamic_ncols=True):
+@dataclass(frozen=True)
+class Reading:
+    """One question's candidates and, for each, whether its answer sentence holds a gold answer."""
+
+    kind: str
+    cands: tuple[Candidate, ...]
+    right: tuple[bool, ...]
+
+
+def read_items(answerer: ReadingAnswerer, service: QAService, items: list[EvalItem], kind: str,
+               near_miss: bool = False, order: str | None = None) -> list[Reading]:
+    out = []
+    for it in tqdm(items, desc=kind, unit="q", file=sys.stderr, dynamic_ncols=True):
+        passages = service.retriever.search(resolve_follow_up(it.question, list(it.history)),
+                                            service.settings.answer_passages + (2 if near_miss else 0))
         if near_miss:
-            passages = service.retriever.search(it.question, service.settings.answer_passages + 2)
             passages = [p for p in passages if p.chunk.doc_id not in it.doc_ids]
-            draft = service.reading(passages, it.question) if service.reading else None
-            if draft is not None:
-                x.append([draft.features[f] for f in FEATURES])
-                y.append(0.0)
-            continue
-        ans = service.ask(it.question, threshold=0.0)
-        f = _features(ans)
-        if f is not None:
-            x.append(f)
-            y.append(float(it.answerable and bool(ans.answer) and contains(ans.answer, it.answers)))
-    return x, y
+        cands = answerer.candidates(passages, it.question, it.history[-1] if it.history else None, follow_up=order,
+                                    selection=Selection())
+        right = []
+        for c in cands:
+            s0 = c.passage.chunk.start + c.span.start
+            a, b = answerer.sentences(c.passage.chunk.doc_id, s0, s0 + len(c.text))
+            right.append(not near_miss and contains(answerer.index.docs[c.passage.chunk.doc_id].text[a:b], it.answers))
+        out.append(Reading(kind, tuple(cands), tuple(right)))
+    return out
 
 
-def fit(groups: dict[str, tuple[list[list[float]], list[float]]], shares: dict[str, float]) -> dict[str, Any]:
+def choose(r: Reading, sel: Selection) -> tuple[list[Candidate], bool]:
+    """The candidates best first under ``sel``, and whether the best is right."""
+    order = sorted(range(len(r.cands)), key=lambda i: -sel.value(r.cands[i].span, r.cands[i].passage))
+    ranked = [dataclasses.replace(r.cands[i], value=sel.value(r.cands[i].span, r.cands[i].passage)) for i in order]
+    return ranked, bool(order) and r.right[order[0]]
+
+
+def fit_selection(readings: list[Reading]) -> tuple[Selection, dict[str, float]]:
+    scores = {}
+    for null, ret, rank in itertools.product(GRID["null"], GRID["retrieval"], GRID["rank"]):
+        sel = Selection(null, ret, rank)
+        scores[(null, ret, rank)] = float(np.mean([choose(r, sel)[1] for r in readings if r.cands]))
+    best = max(scores, key=lambda k: scores[k])
+    return Selection(*best), {"chosen": round(scores[best], 4), "span_score_alone": round(scores[(0.0, 0.0, 0.0)], 4)}
+
+
+def fit_logistic(groups: dict[str, tuple[list[list[float]], list[float]]], shares: dict[str, float]) -> dict[str, Any]:
     """Weighted logistic regression (gradient descent on standardized inputs); each group
     weighs ``shares[group]`` of the on-topic group's total."""
     n_on = len(groups["on_topic"][0])
@@ -105,43 +149,104 @@ def fit(groups: dict[str, tuple[list[list[float]], list[float]]], shares: dict[s
             summary[name]["accuracy_of_answered"] = round(float(t[answered].mean()), 3) if answered.any() else None
     return {"weights": {**{k: round(float(c), 5) for k, c in zip(FEATURES, coef, strict=True)},
                         "intercept": round(intercept, 5)},
-            "threshold": threshold, "right_decisions": dict(zip(map(str, grid), map(lambda r: round(r, 4), right), strict=True)),
+            "threshold": threshold, "right_decisions": dict(zip(map(str, grid), (round(r, 4) for r in right), strict=True)),
             "fit_set": summary}
+
+
+def follow_ups(items: list[EvalItem]) -> list[EvalItem]:
+    """Each question after the one before it about the same paragraph, as its follow-up."""
+    prev: dict[tuple[str, ...], str] = {}
+    out = []
+    for it in items:
+        if it.doc_ids in prev:
+            out.append(dataclasses.replace(it, history=(prev[it.doc_ids],)))
+        prev[it.doc_ids] = it.question
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m qa.fit_confidence", description=__doc__.split("\n\n")[0])
     ap.add_argument("--xquad", type=Path, default=PROJECT_ROOT / "eval" / "xquad-dev")
+    ap.add_argument("--reader", type=Path, required=True,
+                    help="a reader not trained on the --half articles (python -m qa.train_reader --xquad-half 1-H)")
+    ap.add_argument("--half", type=int, choices=(0, 1), default=0, help="XQuAD dev's articles fitted on")
     ap.add_argument("--out", type=Path, default=READER_CONFIDENCE)
+    ap.add_argument("--near-misses", type=int, default=160, help="near misses read a language pair")
+    ap.add_argument("--follow-ups", type=int, default=120, help="follow-up pairs read a language")
     ap.add_argument("--limit", type=int, default=0, help="first N questions of each setting (a quick look)")
+    ap.add_argument("--cache", type=Path, help="keep what was read here (pickle), and fit from it when it exists: the "
+                                               "reading takes ~20 minutes, the fit seconds")
     args = ap.parse_args(argv)
+    if args.cache and args.cache.is_file():
+        with args.cache.open("rb") as f:
+            on, near, follow, off = pickle.load(f)  # a file this command wrote
+        return write(fit_all(on, near, follow, off), args)
+    on, near, follow, off = read_all(args)
+    if args.cache:
+        args.cache.parent.mkdir(parents=True, exist_ok=True)
+        with args.cache.open("wb") as f:
+            pickle.dump((on, near, follow, off), f)
+    return write(fit_all(on, near, follow, off), args)
+
+
+def read_all(args: argparse.Namespace) -> tuple[list[Reading], list[Reading], dict[str, list[Reading]], list[Reading]]:
+    """Everything the fits need, read once."""
     settings = Settings(answerer="reader")
     encoder = load_encoder(settings.embedding_model, settings.embedding_threads)
-    reader = cached_reader(settings.reader_weights, settings.reader_precision)
-    on: tuple[list[list[float]], list[float]] = ([], [])
-    near: tuple[list[list[float]], list[float]] = ([], [])
+    reader = Reader.load(args.reader, settings.reader_precision)
+    fitted: dict[str, Any] = {"weights": {}}
+    on: list[Reading] = []
+    near: list[Reading] = []
+    follow: dict[str, list[Reading]] = {o: [] for o in ORDERS}
     for es in load_dataset(args.xquad, {}, ("same", "cross")):
-        items = es.items[:args.limit] if args.limit else es.items
+        items = [it for it in es.items if item_half(it) == args.half]
+        items = items[:args.limit] if args.limit else items
         service = QAService(build(list(es.docs or ()), encoder, settings, clean=False), encoder, settings, reader=reader)
-        for acc, kw in ((on, {}), (near, {"near_miss": True})):
-            x, y = rows(service, items, f"{es.setting} {'near miss' if kw else 'answers'}", **kw)
-            acc[0].extend(x)
-            acc[1].extend(y)
+        answerer = ReadingAnswerer(service.index, reader, fitted=fitted)
+        on += read_items(answerer, service, items, f"{es.setting} answers")
+        near += read_items(answerer, service, items[:args.near_misses], f"{es.setting} near misses", near_miss=True)
+        if es.setting.split("→")[0] == es.setting.split("→")[1]:
+            pairs = follow_ups(items)[:args.follow_ups]
+            for o in ORDERS:
+                follow[o] += read_items(answerer, service, pairs, f"{es.setting} follow-ups, {o}", order=o)
     bundled = QAService(open_index(settings), encoder, settings, reader=reader)
-    off_items = [eval_item(r, {}) for r in off_topic_rows(args.xquad, 0)]
-    off = rows(bundled, off_items[:args.limit * 2] if args.limit else off_items, "off-topic")
-    result = fit({"on_topic": on, "near_miss": near, "off_topic": off},
-                 {"near_miss": NEAR_MISS_SHARE, "off_topic": OFF_TOPIC_SHARE})
-    result = {"fitted_on": "XQuAD dev answers and near misses (every language pair; a near miss is the question "
-                           "against its corpus without its own paragraph) and off-topic XQuAD questions of half its "
-                           "articles against the bundled sources (python -m qa.fit_confidence)",
-              "reader": str(settings.reader_weights.name), **result}
+    off_items = [eval_item(r, {}) for r in off_topic_rows(args.xquad, args.half)]
+    off = read_items(ReadingAnswerer(bundled.index, reader, fitted=fitted), bundled,
+                     off_items[:args.limit * 2] if args.limit else off_items, "off-topic")
+    return on, near, follow, off
+
+
+def fit_all(on: list[Reading], near: list[Reading], follow: dict[str, list[Reading]],
+            off: list[Reading]) -> dict[str, Any]:
+    selection, chosen = fit_selection(on)
+    follow_scores = {o: round(float(np.mean([choose(r, selection)[1] for r in follow[o] if r.cands])), 4) for o in ORDERS}
+    order = max(ORDERS, key=lambda o: follow_scores[o])
+
+    def rows(readings: list[Reading]) -> tuple[list[list[float]], list[float]]:
+        x, y = [], []
+        for r in readings:
+            if r.cands:
+                ranked, right = choose(r, selection)
+                feats = ReadingAnswerer.features(ranked)
+                x.append([feats[f] for f in FEATURES])
+                y.append(float(right))
+        return x, y
+
+    result = fit_logistic({"on_topic": rows(on), "near_miss": rows(near), "off_topic": rows(off)},
+                          {"near_miss": NEAR_MISS_SHARE, "off_topic": OFF_TOPIC_SHARE})
+    return {"selection": dataclasses.asdict(selection), "selection_fit": chosen,
+            "follow_up": order, "follow_up_fit": follow_scores, **result}
+
+
+def write(result: dict[str, Any], args: argparse.Namespace) -> int:
+    result = {"fitted_on": f"XQuAD dev, the articles of half {args.half} (answers of every language pair, near misses, "
+                           "follow-up pairs, off-topic against the bundled sources), read by a reader not trained on "
+                           "them (python -m qa.fit_confidence)",
+              "reader": args.reader.name, **result}
     args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(result, ensure_ascii=False, indent=1))
     return 0
 
-
-__all__ = ["article_half", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -35,8 +35,7 @@ class QAService:
         if reader is None and settings.answerer == "reader":
             reader = cached_reader(settings.reader_weights, settings.reader_precision)
         self.reading = None if reader is None else ReadingAnswerer(index, reader, ReadingSettings(
-            passages=settings.reader_passages, window_tokens=settings.reader_window_tokens, stride=settings.reader_stride,
-            stop_margin=settings.reader_stop_margin))
+            passages=settings.reader_passages, window_tokens=settings.reader_window_tokens, stride=settings.reader_stride))
         self.extractor = Extractor(index, embed=lambda words: encode(encoder, words))
         # one store of word vectors: those of a question's words the index lacks are
         # encoded with the question (``encode_questions``) and read by both stages

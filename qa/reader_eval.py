@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from qa.config import PROJECT_ROOT
-from qa.datasets import read_squad
+from qa.datasets import article_half, read_squad
 from qa.metrics import best_over_golds
 from qa.reader import WEIGHTS, Reader
 
@@ -25,10 +25,13 @@ XQUAD_DEV = PROJECT_ROOT / "eval" / "xquad-dev"
 
 
 def gold_paragraph(reader: Reader, path: Path, limit: int | None = None, window: int = 384,
-                   stride: int = 128) -> dict[str, Any]:
+                   stride: int = 128, half: int | None = None) -> dict[str, Any]:
+    """``half``: only the articles of this half (``article_half``: the reader trained on XQuAD
+    dev's other half is measured on it)."""
     squad = read_squad(path)
     paragraphs = {d.title: d.text for d in squad.docs}
-    questions = squad.questions[:limit] if limit else squad.questions
+    questions = [q for q in squad.questions if half is None or article_half(q.paragraph.rsplit(":", 1)[0]) == half]
+    questions = questions[:limit] if limit else questions
     em = f1 = 0.0
     records = []
     t0 = time.perf_counter()
@@ -42,18 +45,18 @@ def gold_paragraph(reader: Reader, path: Path, limit: int | None = None, window:
         f1 += f
         records.append({"id": q.qid, "prediction": pred, "em": e, "f1": round(f, 4)})
     n = max(1, len(questions))
-    return {"lang": squad.lang, "questions": len(questions), "em": round(100 * em / n, 1), "f1": round(100 * f1 / n, 1),
-            "seconds": round(time.perf_counter() - t0, 1), "records": records}
+    return {"lang": squad.lang, "half": half, "questions": len(questions), "em": round(100 * em / n, 1),
+            "f1": round(100 * f1 / n, 1), "seconds": round(time.perf_counter() - t0, 1), "records": records}
 
 
 def reader_alone(reader: Reader, folder: Path, limit: int | None = None,
-                 progress: Callable[[str], None] = lambda _m: None) -> list[dict[str, Any]]:
+                 progress: Callable[[str], None] = lambda _m: None, half: int | None = None) -> list[dict[str, Any]]:
     """``gold_paragraph`` of every ``xquad.*.json`` of ``folder``, without the records (the
     section of ``qa eval --report``)."""
     out = []
     for f in sorted(folder.glob("xquad.*.json")):
         progress(f"reader alone on the gold paragraph: {f.name}")
-        r = gold_paragraph(reader, f, limit)
+        r = gold_paragraph(reader, f, limit, half=half)
         r.pop("records")
         out.append(r)
     return out
@@ -64,13 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("weights", nargs="*", type=Path, default=[WEIGHTS])
     p.add_argument("--data", type=Path, action="append", help="SQuAD-format files (default: XQuAD dev EN and RU)")
     p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--half", type=int, choices=(0, 1), help="only XQuAD dev's articles of this half")
     p.add_argument("--precision", choices=("int8", "bf16", "fp32"), default="bf16")
     args = p.parse_args(argv)
     data = args.data or [XQUAD_DEV / "xquad.en.json", XQUAD_DEV / "xquad.ru.json"]
     for w in args.weights:
         reader = Reader.load(w, args.precision)
         for d in data:
-            r = gold_paragraph(reader, d, args.limit or None)
+            r = gold_paragraph(reader, d, args.limit or None, half=args.half)
             r.pop("records")
             print(json.dumps({"weights": str(w), "data": d.name, **r}), flush=True)
     return 0

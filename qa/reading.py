@@ -18,6 +18,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from qa.answering import Draft
 from qa.config import READER_CONFIDENCE
@@ -26,83 +27,126 @@ from qa.metrics import normalize_answer
 from qa.reader import Reader, Span
 from qa.types import Passage
 
-FEATURES = ("margin", "score", "null", "retrieval", "dense", "rank", "read", "agree")
+FEATURES = ("margin", "score", "null", "retrieval", "dense", "rank", "gap", "agree")
 _DIGIT = re.compile(r"\d")
 
 
 @functools.cache
-def confidence_model(path: Path = READER_CONFIDENCE) -> dict[str, float]:
-    """Logistic coefficients per feature and ``intercept``; before a fit, the margin alone."""
+def confidence_model(path: Path = READER_CONFIDENCE) -> dict[str, Any]:
+    """The fitted file (``python -m qa.fit_confidence``): the confidence's logistic
+    coefficients (``weights``), the span choice's (``selection``) and how a follow-up is read
+    (``follow_up``); before a fit, the margin alone."""
     if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))["weights"]
-    return {"margin": 0.5, "intercept": 0.0}
+        return json.loads(path.read_text(encoding="utf-8"))
+    return {"weights": {"margin": 0.5, "intercept": 0.0}}
 
 
 def confidence(features: dict[str, float], weights: dict[str, float] | None = None) -> float:
-    w = weights or confidence_model()
+    w = weights or confidence_model()["weights"]
     z = w.get("intercept", 0.0) + sum(w.get(k, 0.0) * v for k, v in features.items())
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
 @dataclass(frozen=True)
+class Selection:
+    """How the answer span is chosen among the spans of every window read: the one of
+    highest ``score + null * window's no-answer + retrieval * passage's score + rank *
+    passage's rank``. A span's score alone is not comparable across windows (a window the
+    reader finds unrelated scores its best span lower *and* "no answer" higher), nor across
+    passages retrieval ranks apart; the weights are fitted (``qa.fit_confidence``)."""
+
+    null: float = 0.0
+    retrieval: float = 0.0
+    rank: float = 0.0
+
+    def value(self, span: Span, passage: Passage) -> float:
+        return span.score + self.null * span.null + self.retrieval * passage.score + self.rank * span.key
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A span the reader read, with the passage it is in."""
+
+    span: Span
+    passage: Passage
+    text: str
+    value: float
+
+
+@dataclass(frozen=True)
 class ReadingSettings:
-    # Passages are read in their retrieval order, each whole (in windows of
-    # ``window_tokens`` word pieces, question included, overlapping by ``stride``), until a
-    # span's margin over "no answer" reaches ``stop_margin`` or ``passages`` are read: most
-    # questions are answered from the first passage at a third of the cost of reading three.
+    # The top ``passages`` are read whole, in one batch of windows of ``window_tokens``
+    # word pieces (question included) overlapping by ``stride``; the ``spans`` best spans
+    # of each window are the candidates.
     passages: int = 3
     window_tokens: int = 256
     stride: int = 64
-    stop_margin: float = 4.0
+    spans: int = 3
     # a second source's different figure is cited beside the best when its span scores
     # within this much (start + end logit) of it: sources that disagree
     conflict_margin: float = 2.0
 
 
+def asked(question: str, earlier: str | None, order: str) -> str:
+    """The question as the reader reads it. A follow-up ("And when was it founded?") needs
+    the question before it for what it refers to; ``order`` (fitted): "current-first" puts
+    the current question first, "earlier-first" the earlier one, "current" drops it."""
+    if not earlier or order == "current":
+        return question
+    return f"{question} {earlier}" if order == "current-first" else f"{earlier} {question}"
+
+
 class ReadingAnswerer:
-    def __init__(self, index: IndexData, reader: Reader, settings: ReadingSettings | None = None) -> None:
+    def __init__(self, index: IndexData, reader: Reader, settings: ReadingSettings | None = None,
+                 fitted: dict[str, Any] | None = None) -> None:
         self.index = index
         self.reader = reader
         self.settings = settings or ReadingSettings()
+        fitted = fitted if fitted is not None else confidence_model()
+        self.selection = Selection(**fitted.get("selection", {}))
+        self.follow_up = str(fitted.get("follow_up", "earlier-first"))
+        self.weights: dict[str, float] = fitted["weights"]
 
-    def __call__(self, passages: list[Passage], question: str, earlier: str | None = None) -> Draft | None:
+    def candidates(self, passages: list[Passage], question: str, earlier: str | None = None,
+                   follow_up: str | None = None, selection: Selection | None = None) -> list[Candidate]:
+        """Every span read in the top passages, best first."""
         top = passages[:self.settings.passages]
         if not top:
-            return None
-        # a follow-up is read with the question before it, the current one last
-        asked = f"{earlier} {question}" if earlier else question
+            return []
+        q = asked(question, earlier, follow_up or self.follow_up)
         texts = [p.chunk.text for p in top]
-        spans: list[Span] = []
-        read = 0
-        while read < len(texts) and not (spans and max(s.margin for s in spans) >= self.settings.stop_margin):
-            spans += self._read(asked, texts, read)
-            read += 1
-        if not spans:
-            return None
-        null = min(s.null for s in spans)  # the most confident "no answer" of any window
-        best = max(spans, key=lambda s: s.score)
-        # A figure is checked against one more source, if one is left, so that sources that
-        # disagree are both cited (``_conflict``); what it reads never replaces the answer.
-        checked = spans
-        if _DIGIT.search(texts[best.key][best.start:best.end]):
-            other = [k for k in range(read, len(texts)) if top[k].chunk.doc_id != top[best.key].chunk.doc_id]
-            if other:
-                checked = spans + self._read(asked, texts, other[0])
-        p = top[best.key]
-        doc_id = p.chunk.doc_id
-        s0, s1 = p.chunk.start + best.start, p.chunk.start + best.end
-        a, b = self.sentences(doc_id, s0, s1)
-        best_text = texts[best.key][best.start:best.end]
-        same = sum(1 for s in spans if s is not best and _same_answer(texts[s.key][s.start:s.end], best_text))
-        features = {"margin": best.score - null, "score": best.score, "null": null, "retrieval": p.score,
-                    "dense": p.dense, "rank": float(best.key), "read": float(read), "agree": float(same > 0)}
-        conflict = self._conflict(top, texts, checked, best)
-        return Draft(doc_id, a, b, confidence(features), s0, s1, features=features, conflict=conflict)
+        windows = [w for k, text in enumerate(texts)
+                   for w in self.reader.windows(text, k, q, self.settings.window_tokens, self.settings.stride)]
+        sel = selection or self.selection
+        out = [Candidate(s, top[s.key], texts[s.key][s.start:s.end], sel.value(s, top[s.key]))
+               for spans in self.reader.read(q, texts, windows, top=self.settings.spans) for s in spans]
+        return sorted(out, key=lambda c: -c.value)
 
-    def _read(self, asked: str, texts: list[str], key: int) -> list[Span]:
-        """The best span of each window of ``texts[key]``."""
-        windows = self.reader.windows(texts[key], key, asked, self.settings.window_tokens, self.settings.stride)
-        return [s[0] for s in self.reader.read(asked, texts, windows) if s]
+    def __call__(self, passages: list[Passage], question: str, earlier: str | None = None) -> Draft | None:
+        cands = self.candidates(passages, question, earlier)
+        if not cands:
+            return None
+        best = cands[0]
+        features = self.features(cands)
+        p = best.passage
+        s0, s1 = p.chunk.start + best.span.start, p.chunk.start + best.span.end
+        a, b = self.sentences(p.chunk.doc_id, s0, s1)
+        conflict = self._conflict(cands)
+        return Draft(p.chunk.doc_id, a, b, confidence(features, self.weights), s0, s1, features=features,
+                     conflict=conflict)
+
+    @staticmethod
+    def features(cands: list[Candidate]) -> dict[str, float]:
+        """What the confidence is computed from: the best span's margin over its window's
+        "no answer", its score, the most confident "no answer" of any window, its passage's
+        retrieval scores and rank, how far the best different answer is behind (``gap``) and
+        whether another passage gives the same answer (``agree``)."""
+        best = cands[0]
+        second = next((c.value for c in cands[1:] if not _same_answer(c.text, best.text)), best.value - 10.0)
+        agree = any(c.span.key != best.span.key and _same_answer(c.text, best.text) for c in cands[1:])
+        return {"margin": best.span.margin, "score": best.span.score, "null": min(c.span.null for c in cands),
+                "retrieval": best.passage.score, "dense": best.passage.dense, "rank": float(best.span.key),
+                "gap": min(10.0, best.value - second), "agree": float(agree)}
 
     def sentences(self, doc_id: str, start: int, end: int) -> tuple[int, int]:
         """The range of the sentences of ``doc_id`` that hold ``[start, end)``."""
@@ -124,20 +168,19 @@ class ReadingAnswerer:
         rows = self.index.sentences[self.index.sentences[:, 0] == d]
         return sorted((int(a), int(b)) for _d, a, b in rows)
 
-    def _conflict(self, top: list[Passage], texts: list[str], spans: list[Span],
-                  best: Span) -> tuple[str, int, int, int, int] | None:
-        """Another document's different figure for the same question, read nearly as well."""
-        best_text = texts[best.key][best.start:best.end]
-        best_doc = top[best.key].chunk.doc_id
-        if not _DIGIT.search(best_text):
+    def _conflict(self, cands: list[Candidate]) -> tuple[str, int, int, int, int] | None:
+        """Another document's different figure for the same question, read nearly as well:
+        sources that disagree (a count of 2019 and one of 2025) are both cited."""
+        best = cands[0]
+        if not _DIGIT.search(best.text):
             return None
-        for s in sorted(spans, key=lambda s: -s.score):
-            chunk = top[s.key].chunk
-            text = texts[s.key][s.start:s.end]
-            if s.score < best.score - self.settings.conflict_margin or s.score <= s.null:
-                break
-            if chunk.doc_id != best_doc and _DIGIT.search(text) and _figures(text) != _figures(best_text):
-                s0, s1 = chunk.start + s.start, chunk.start + s.end
+        for c in cands[1:]:
+            if c.span.score < best.span.score - self.settings.conflict_margin:
+                continue
+            chunk = c.passage.chunk
+            if (chunk.doc_id != best.passage.chunk.doc_id and c.span.margin > 0 and _DIGIT.search(c.text)
+                    and _figures(c.text) != _figures(best.text)):
+                s0, s1 = chunk.start + c.span.start, chunk.start + c.span.end
                 a, b = self.sentences(chunk.doc_id, s0, s1)
                 return chunk.doc_id, a, b, s0, s1
         return None

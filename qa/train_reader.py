@@ -27,10 +27,12 @@ import torch
 from tqdm import tqdm
 
 from qa.config import PROJECT_ROOT
+from qa.datasets import article_half
 from qa.e5 import load_tokenizer
-from qa.reader import WEIGHTS, ReaderModel, cut_question, new_model, save_weights
+from qa.reader import WEIGHTS, ReaderModel, cut_question, load_model, new_model, save_weights
 
 DATA = PROJECT_ROOT / "data" / "squad-train" / "squad-en-train.json"
+XQUAD_DEV = PROJECT_ROOT / "eval" / "xquad-dev"
 WORK = PROJECT_ROOT / "var" / "reader-train"
 
 
@@ -60,6 +62,35 @@ def read_examples(path: Path) -> list[Example]:
                 else:
                     a = answers[0]
                     out.append(Example(q["id"], q["question"], para["context"], a["answer_start"], a["text"]))
+    return out
+
+
+def xquad_examples(folder: Path, halves: set[int], seed: int) -> list[Example]:
+    """XQuAD dev's parallel EN/RU questions of the articles in ``halves``, read every way
+    the service reads them: each question in both languages against the paragraph in both
+    languages (the answer from that language's annotation), and, as near misses, each
+    question against another paragraph of its article in one of the two languages (no
+    answer there: the SQuAD 2.0 kind of unanswerable, in Russian too)."""
+    langs = {lang: json.loads((folder / f"xquad.{lang}.json").read_text(encoding="utf-8"))["data"]
+             for lang in ("en", "ru")}
+    rng = random.Random(seed)
+    out: list[Example] = []
+    for arts in zip(langs["en"], langs["ru"], strict=True):
+        if article_half(arts[0]["title"]) not in halves:
+            continue
+        paras = {lang: art["paragraphs"] for lang, art in zip(("en", "ru"), arts, strict=True)}
+        for k in range(len(paras["en"])):
+            for qi, qa_en in enumerate(paras["en"][k]["qas"]):
+                qs = {"en": qa_en, "ru": paras["ru"][k]["qas"][qi]}
+                for ql in ("en", "ru"):
+                    for cl in ("en", "ru"):
+                        a = qs[cl]["answers"][0]
+                        out.append(Example(f"{qs[ql]['id']}-{ql}{cl}", qs[ql]["question"], paras[cl][k]["context"],
+                                           a["answer_start"], a["text"]))
+                    other = rng.choice([j for j in range(len(paras["en"])) if j != k])
+                    cl = rng.choice(("en", "ru"))
+                    out.append(Example(f"{qs[ql]['id']}-{ql}{cl}-miss", qs[ql]["question"], paras[cl][other]["context"],
+                                       None, ""))
     return out
 
 
@@ -145,10 +176,16 @@ def train(args: argparse.Namespace) -> dict[str, object]:
     examples = read_examples(args.data)
     if args.limit:
         examples = examples[:args.limit]
+    if args.xquad_half is not None:
+        # continued training: XQuAD dev's articles of one half in EN, RU and across, with
+        # a replay of the SQuAD questions so that what the first stage learned stays
+        rng = random.Random(args.seed)
+        examples = rng.sample(examples, min(args.replay, len(examples))) + xquad_examples(
+            args.xquad, {0, 1} if args.xquad_half == 2 else {args.xquad_half}, args.seed)
     feats = featurize(examples, tokenizer, args.max_len, args.stride)
     per_epoch = math.ceil(len(feats) / args.batch)
     total = args.max_steps or per_epoch * args.epochs
-    model = new_model(seed=args.seed)
+    model = load_model(args.init) if args.init else new_model(seed=args.seed)
     model.train()
     opt, sched = make_optimizer(model, args.lr, total, args.warmup)
     work: Path = args.work
@@ -223,6 +260,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--init", type=Path, help="start from these reader weights (a continued stage)")
+    p.add_argument("--xquad", type=Path, default=XQUAD_DEV)
+    p.add_argument("--xquad-half", type=int, choices=(0, 1, 2),
+                   help="train on XQuAD dev's articles of this half (2: both) plus --replay SQuAD questions")
+    p.add_argument("--replay", type=int, default=2000)
     p.add_argument("--limit", type=int, default=0, help="first N questions only (tests)")
     p.add_argument("--max-steps", type=int, default=0, help="stop after N steps (tests)")
     p.add_argument("--save-every", type=int, default=50)

@@ -8,7 +8,6 @@ writes ``eval/answer-tuning.md`` and ``qa/span_weights.json``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import json
 import math
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
+from qa import datasets
 from qa.answering import FEATURES, NO_PHRASE, TYPED, AnswerWeights, SentenceTable, reread_candidates
 from qa.config import CONFIDENCE_WEIGHTS, PROJECT_ROOT, Settings
 from qa.datasets import EvalItem, eval_item, lang_from_name, load_dataset, load_jsonl, read_squad
@@ -292,8 +292,7 @@ KEEP_RIGHT = 0.98
 
 def article_half(paragraph: str) -> int:
     """0: the article's questions are off-topic examples for the fit; 1: held out for the eval."""
-    title = paragraph.rsplit(":", 1)[0]
-    return int(hashlib.md5(title.encode("utf-8")).hexdigest(), 16) % 2
+    return datasets.article_half(paragraph.rsplit(":", 1)[0])
 
 
 def off_topic_rows(xquad: Path, half: int) -> list[dict[str, Any]]:

@@ -113,6 +113,28 @@ def test_training_runs_and_resumes(tmp_path):
     assert weights_meta(out)["steps"] == 2
 
 
+def test_second_stage_reads_xquad_every_way_and_continues_a_reader(tmp_path, tiny_weights):
+    """The second stage's data: each question of one half's articles in both languages
+    against the paragraph in both (answer text at its offset), plus a near miss against
+    another paragraph of its article; and training starts from the given reader."""
+    from qa.datasets import article_half
+    from qa.reader import weights_meta
+    from qa.train_reader import XQUAD_DEV, main, xquad_examples
+
+    examples = xquad_examples(XQUAD_DEV, {0}, seed=1)
+    answerable = [e for e in examples if e.answer_start is not None]
+    misses = [e for e in examples if e.answer_start is None]
+    assert len(answerable) == 2 * len(misses) > 0
+    assert all(e.context[e.answer_start:e.answer_start + len(e.answer_text)] == e.answer_text for e in answerable)
+    assert {e.qid.split("-")[1][:4] for e in answerable} == {"enen", "enru", "ruen", "ruru"}
+    titles = {json.loads((XQUAD_DEV / "xquad.en.json").read_text(encoding="utf-8"))["data"][i]["title"] for i in range(24)}
+    assert {article_half(t) for t in titles} == {0, 1}
+    out = tmp_path / "stage2.safetensors"
+    assert main(["--init", str(tiny_weights), "--xquad-half", "1", "--replay", "4", "--max-steps", "1", "--batch", "2",
+                 "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
+    assert weights_meta(out)["config"]["init"] == tiny_weights.name
+
+
 def test_missing_and_damaged_weights_are_clear_errors(tmp_path, tiny_weights):
     from qa.reader import check_weights, load_model
 
