@@ -6,11 +6,14 @@ Three things are fitted, in this order, on questions of XQuAD dev's articles of 
 trained on the other half, see the Makefile), so that the reader's scores look as they do
 on questions it has never seen:
 
-1. the span choice (``qa.reading.Selection``): the weights of a window's "no answer" and
-   of the passage's retrieval score and rank beside the span's score, by the share of
-   answers whose sentence holds a gold answer (a grid);
+1. the span choice (``qa.reading.Selection``): the weights of a window's "no answer", of
+   the passage's retrieval score and rank and of its being in the question's language
+   beside the span's score, by the share of answers whose sentence holds a gold answer (a
+   grid), over the questions asked of the paragraphs and of the articles joined into long
+   documents (``as_articles``: the bundled sources' shape);
 2. how a follow-up is read (``qa.reading.asked``): the current question first or the
-   earlier one first, on pairs of consecutive questions about one paragraph;
+   earlier one first, on pairs of consecutive questions about one paragraph, asked of the
+   articles;
 3. the confidence, P(the answer shown holds a right answer), a logistic function of
    ``qa.reading.FEATURES``, and the abstention threshold that makes the most right
    decisions (answer a right answer, decline the rest) over
@@ -40,7 +43,7 @@ import numpy as np
 from tqdm import tqdm
 
 from qa.config import PROJECT_ROOT, READER_CONFIDENCE, Settings
-from qa.datasets import EvalItem, article_half, eval_item, item_half, lang_from_name, load_dataset, read_squad
+from qa.datasets import EvalItem, EvalSet, article_half, eval_item, item_half, lang_from_name, load_dataset, read_squad
 from qa.embedding import load_encoder
 from qa.index import build, open_index
 from qa.metrics import contains
@@ -48,14 +51,15 @@ from qa.pipeline import QAService
 from qa.questions import resolve_follow_up
 from qa.reader import Reader
 from qa.reading import FEATURES, Candidate, ReadingAnswerer, Selection
+from qa.types import Document
 
 # The weight of each kind of negative against the on-topic answers: the prior that a
 # public widget's questions are about a tenth near misses and a fifth off-topic.
 NEAR_MISS_SHARE = 0.15
 OFF_TOPIC_SHARE = 0.25
 # The span-choice grid (``Selection``'s weights).
-GRID = {"null": (0.0, -0.25, -0.5, -0.75, -1.0), "retrieval": (0.0, 5.0, 10.0, 20.0, 40.0),
-        "rank": (0.0, -0.5, -1.0, -2.0)}
+GRID = {"null": (0.0, -0.25, -0.5, -0.75, -1.0), "retrieval": (0.0, 10.0, 20.0, 40.0, 80.0, 160.0),
+        "rank": (0.0, -0.5, -1.0, -2.0), "same_lang": (0.0, 0.5, 1.0, 2.0)}
 ORDERS = ("earlier-first", "current-first")
 
 
@@ -100,18 +104,20 @@ def read_items(answerer: ReadingAnswerer, service: QAService, items: list[EvalIt
 
 def choose(r: Reading, sel: Selection) -> tuple[list[Candidate], bool]:
     """The candidates best first under ``sel``, and whether the best is right."""
-    order = sorted(range(len(r.cands)), key=lambda i: -sel.value(r.cands[i].span, r.cands[i].passage))
-    ranked = [dataclasses.replace(r.cands[i], value=sel.value(r.cands[i].span, r.cands[i].passage)) for i in order]
+    def value(c: Candidate) -> float:
+        return sel.value(c.span, c.passage, c.lang)
+
+    order = sorted(range(len(r.cands)), key=lambda i: -value(r.cands[i]))
+    ranked = [dataclasses.replace(r.cands[i], value=value(r.cands[i])) for i in order]
     return ranked, bool(order) and r.right[order[0]]
 
 
 def fit_selection(readings: list[Reading]) -> tuple[Selection, dict[str, float]]:
     scores = {}
-    for null, ret, rank in itertools.product(GRID["null"], GRID["retrieval"], GRID["rank"]):
-        sel = Selection(null, ret, rank)
-        scores[(null, ret, rank)] = float(np.mean([choose(r, sel)[1] for r in readings if r.cands]))
+    for key in itertools.product(*GRID.values()):
+        scores[key] = float(np.mean([choose(r, Selection(*key))[1] for r in readings if r.cands]))
     best = max(scores, key=lambda k: scores[k])
-    return Selection(*best), {"chosen": round(scores[best], 4), "span_score_alone": round(scores[(0.0, 0.0, 0.0)], 4)}
+    return Selection(*best), {"chosen": round(scores[best], 4), "span_score_alone": round(scores[(0.0,) * len(GRID)], 4)}
 
 
 def fit_logistic(groups: dict[str, tuple[list[list[float]], list[float]]], shares: dict[str, float]) -> dict[str, Any]:
@@ -153,6 +159,21 @@ def fit_logistic(groups: dict[str, tuple[list[list[float]], list[float]]], share
             "fit_set": summary}
 
 
+def as_articles(es: EvalSet) -> EvalSet:
+    """The benchmark with each article's paragraphs joined into one document (``<lang>:<title>``):
+    the bundled sources are long documents of many chunks on one topic, XQuAD's paragraphs are
+    short documents of one chunk each, and the span choice must be fitted among passages of
+    one document as well as between documents."""
+    articles: dict[str, list[Document]] = {}
+    for d in es.docs or ():
+        articles.setdefault(d.doc_id.rsplit(":", 1)[0], []).append(d)
+    docs = tuple(Document(doc_id=k, text="\n\n".join(p.text for p in ps), lang=ps[0].lang, title=k.split(":", 1)[1])
+                 for k, ps in articles.items())
+    items = tuple(dataclasses.replace(it, doc_ids=tuple(dict.fromkeys(d.rsplit(":", 1)[0] for d in it.doc_ids)))
+                  for it in es.items)
+    return dataclasses.replace(es, docs=docs, items=items)
+
+
 def follow_ups(items: list[EvalItem]) -> list[EvalItem]:
     """Each question after the one before it about the same paragraph, as its follow-up."""
     prev: dict[tuple[str, ...], str] = {}
@@ -172,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--half", type=int, choices=(0, 1), default=0, help="XQuAD dev's articles fitted on")
     ap.add_argument("--out", type=Path, default=READER_CONFIDENCE)
     ap.add_argument("--near-misses", type=int, default=160, help="near misses read a language pair")
+    ap.add_argument("--articles", type=int, default=200,
+                    help="questions read a language pair against the articles joined into long documents")
     ap.add_argument("--follow-ups", type=int, default=120, help="follow-up pairs read a language")
     ap.add_argument("--limit", type=int, default=0, help="first N questions of each setting (a quick look)")
     ap.add_argument("--cache", type=Path, help="keep what was read here (pickle), and fit from it when it exists: the "
@@ -203,10 +226,15 @@ def read_all(args: argparse.Namespace) -> tuple[list[Reading], list[Reading], di
         items = items[:args.limit] if args.limit else items
         service = QAService(build(list(es.docs or ()), encoder, settings, clean=False), encoder, settings, reader=reader)
         answerer = ReadingAnswerer(service.index, reader, fitted=fitted)
-        on += read_items(answerer, service, items, f"{es.setting} answers")
+        on += read_items(answerer, service, items, f"{es.setting} answers, paragraphs")
         near += read_items(answerer, service, items[:args.near_misses], f"{es.setting} near misses", near_miss=True)
+        long = as_articles(dataclasses.replace(es, items=tuple(items)))
+        service = QAService(build(list(long.docs or ()), encoder, settings, clean=False), encoder, settings,
+                            reader=reader)
+        answerer = ReadingAnswerer(service.index, reader, fitted=fitted)
+        on += read_items(answerer, service, list(long.items)[:args.articles], f"{es.setting} answers, articles")
         if es.setting.split("→")[0] == es.setting.split("→")[1]:
-            pairs = follow_ups(items)[:args.follow_ups]
+            pairs = follow_ups(list(long.items))[:args.follow_ups]
             for o in ORDERS:
                 follow[o] += read_items(answerer, service, pairs, f"{es.setting} follow-ups, {o}", order=o)
     bundled = QAService(open_index(settings), encoder, settings, reader=reader)

@@ -25,6 +25,7 @@ from qa.config import READER_CONFIDENCE
 from qa.index import IndexData
 from qa.metrics import normalize_answer
 from qa.reader import Reader, Span
+from qa.text import detect_lang
 from qa.types import Passage
 
 FEATURES = ("margin", "score", "null", "retrieval", "dense", "rank", "gap", "agree")
@@ -51,16 +52,19 @@ def confidence(features: dict[str, float], weights: dict[str, float] | None = No
 class Selection:
     """How the answer span is chosen among the spans of every window read: the one of
     highest ``score + null * window's no-answer + retrieval * passage's score + rank *
-    passage's rank``. A span's score alone is not comparable across windows (a window the
-    reader finds unrelated scores its best span lower *and* "no answer" higher), nor across
-    passages retrieval ranks apart; the weights are fitted (``qa.fit_confidence``)."""
+    passage's rank + same_lang * (passage in the question's language)``. A span's score
+    alone is not comparable across windows (a window the reader finds unrelated scores its
+    best span lower *and* "no answer" higher), nor across passages retrieval ranks apart;
+    the weights are fitted (``qa.fit_confidence``)."""
 
     null: float = 0.0
     retrieval: float = 0.0
     rank: float = 0.0
+    same_lang: float = 0.0
 
-    def value(self, span: Span, passage: Passage) -> float:
-        return span.score + self.null * span.null + self.retrieval * passage.score + self.rank * span.key
+    def value(self, span: Span, passage: Passage, lang: str) -> float:
+        return (span.score + self.null * span.null + self.retrieval * passage.score + self.rank * span.key
+                + self.same_lang * (passage.chunk.lang == lang))
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class Candidate:
     passage: Passage
     text: str
     value: float
+    lang: str = ""  # the question's
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,8 @@ class ReadingAnswerer:
         windows = [w for k, text in enumerate(texts)
                    for w in self.reader.windows(text, k, q, self.settings.window_tokens, self.settings.stride)]
         sel = selection or self.selection
-        out = [Candidate(s, top[s.key], texts[s.key][s.start:s.end], sel.value(s, top[s.key]))
+        lang = detect_lang(question)
+        out = [Candidate(s, top[s.key], texts[s.key][s.start:s.end], sel.value(s, top[s.key], lang), lang)
                for spans in self.reader.read(q, texts, windows, top=self.settings.spans) for s in spans]
         return sorted(out, key=lambda c: -c.value)
 

