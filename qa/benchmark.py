@@ -24,14 +24,12 @@ from typing import Any
 import numpy as np
 
 from qa.config import PROJECT_ROOT, Settings
-from qa.datasets import read_squad
+from qa.datasets import XQUAD_DEV, read_squad
 from qa.embedding import load_encoder
 from qa.index import IndexData, build
 from qa.metrics import ranking_metrics
 from qa.retrieval import MODES, Retriever
 from qa.types import Document
-
-XQUAD_DIR = PROJECT_ROOT / "eval" / "xquad-dev"
 
 
 @dataclass(frozen=True)
@@ -328,7 +326,7 @@ def write_report(result: dict[str, Any], out_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--xquad", type=Path, default=XQUAD_DIR)
+    ap.add_argument("--xquad", type=Path, default=XQUAD_DEV)
     ap.add_argument("--out", type=Path, default=PROJECT_ROOT / "eval")
     ap.add_argument("--skip-grid", action="store_true")
     ap.add_argument("--skip-chunking", action="store_true")

@@ -18,11 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qa.config import PROJECT_ROOT
 from qa.questions import question_type
 from qa.text import detect_lang
 from qa.types import Document
 
 SETTINGS_KINDS = ("same", "cross", "mixed")
+# The benchmark the project measures and fits on (XQuAD dev, parallel EN/RU).
+XQUAD_DEV = PROJECT_ROOT / "eval" / "xquad-dev"
 
 
 class DatasetError(ValueError):
@@ -120,11 +123,16 @@ def article_half(title: str) -> int:
     return int(hashlib.md5(title.encode("utf-8")).hexdigest(), 16) % 2
 
 
+def paragraph_half(paragraph: str) -> int:
+    """The half of a paragraph's article (``SquadQuestion.paragraph``: "<title>:<n>")."""
+    return article_half(paragraph.rsplit(":", 1)[0])
+
+
 def item_half(item: EvalItem) -> int | None:
     """The half of a benchmark question's article (None: not a benchmark question)."""
     if not item.doc_ids or item.doc_ids[0].count(":") < 2:
         return None
-    return article_half(item.doc_ids[0].split(":", 1)[1].rsplit(":", 1)[0])
+    return paragraph_half(item.doc_ids[0].split(":", 1)[1])
 
 
 def paragraph_doc_id(lang: str, paragraph: str) -> str:
@@ -160,6 +168,18 @@ def lang_from_name(path: Path) -> str | None:
     # xquad.ru.json, squad.en.json: a two-letter part before the extension
     parts = path.name.split(".")
     return parts[-2] if len(parts) >= 3 and len(parts[-2]) == 2 else None
+
+
+def off_topic_rows(xquad: Path, half: int) -> list[dict[str, Any]]:
+    """XQuAD questions of the articles in ``half`` as unanswerable rows of the project's eval
+    format (off-topic questions: fitted on with half 0, eval/off-topic.jsonl is half 1)."""
+    rows = []
+    for path in sorted(xquad.glob("*.json")):
+        f = read_squad(path, lang_from_name(path))
+        rows += [{"id": f"off-{f.lang}-{q.qid}", "question": q.question, "lang": f.lang, "answers": [], "doc_ids": [],
+                  "answerable": False, "category": question_type(q.question)}
+                 for q in f.questions if paragraph_half(q.paragraph) == half]
+    return rows
 
 
 def _items(questions: tuple[SquadQuestion, ...], q_lang: str, answers_by: list[dict[str, SquadQuestion]],

@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from qa.config import PROJECT_ROOT, READER_CONFIDENCE, Settings
-from qa.datasets import EvalItem, EvalSet, article_half, eval_item, item_half, lang_from_name, load_dataset, read_squad
+from qa.config import READER_CONFIDENCE, Settings
+from qa.datasets import XQUAD_DEV, EvalItem, EvalSet, eval_item, item_half, load_dataset, off_topic_rows
 from qa.embedding import load_encoder
 from qa.index import build, open_index
 from qa.metrics import contains
@@ -61,17 +61,6 @@ OFF_TOPIC_SHARE = 0.25
 GRID = {"null": (0.0, -0.25, -0.5, -0.75, -1.0), "retrieval": (0.0, 10.0, 20.0, 40.0, 80.0, 160.0),
         "rank": (0.0, -0.5, -1.0, -2.0), "same_lang": (0.0, 0.5, 1.0, 2.0)}
 ORDERS = ("earlier-first", "current-first")
-
-
-def off_topic_rows(xquad: Path, half: int) -> list[dict[str, Any]]:
-    """XQuAD questions of the articles in ``half`` as unanswerable rows of the project's eval format."""
-    rows = []
-    for path in sorted(xquad.glob("*.json")):
-        f = read_squad(path, lang_from_name(path))
-        rows += [{"id": f"off-{f.lang}-{q.qid}", "question": q.question, "lang": f.lang, "answers": [], "doc_ids": [],
-                  "answerable": False, "category": None}
-                 for q in f.questions if article_half(q.paragraph.rsplit(":", 1)[0]) == half]
-    return rows
 
 
 @dataclass(frozen=True)
@@ -104,11 +93,9 @@ def read_items(answerer: ReadingAnswerer, service: QAService, items: list[EvalIt
 
 def choose(r: Reading, sel: Selection) -> tuple[list[Candidate], bool]:
     """The candidates best first under ``sel``, and whether the best is right."""
-    def value(c: Candidate) -> float:
-        return sel.value(c.span, c.passage, c.lang)
-
-    order = sorted(range(len(r.cands)), key=lambda i: -value(r.cands[i]))
-    ranked = [dataclasses.replace(r.cands[i], value=value(r.cands[i])) for i in order]
+    values = [sel.value(c.span, c.passage, c.lang) for c in r.cands]
+    order = sorted(range(len(r.cands)), key=lambda i: -values[i])
+    ranked = [dataclasses.replace(r.cands[i], value=values[i]) for i in order]
     return ranked, bool(order) and r.right[order[0]]
 
 
@@ -187,7 +174,7 @@ def follow_ups(items: list[EvalItem]) -> list[EvalItem]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m qa.fit_confidence", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--xquad", type=Path, default=PROJECT_ROOT / "eval" / "xquad-dev")
+    ap.add_argument("--xquad", type=Path, default=XQUAD_DEV)
     ap.add_argument("--reader", type=Path, required=True,
                     help="a reader not trained on the --half articles (python -m qa.train_reader --xquad-half 1-H)")
     ap.add_argument("--half", type=int, choices=(0, 1), default=0, help="XQuAD dev's articles fitted on")

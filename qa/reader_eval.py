@@ -16,21 +16,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qa.config import PROJECT_ROOT
-from qa.datasets import article_half, read_squad
+from qa.datasets import XQUAD_DEV, paragraph_half, read_squad
 from qa.metrics import best_over_golds
 from qa.reader import WEIGHTS, Reader
-
-XQUAD_DEV = PROJECT_ROOT / "eval" / "xquad-dev"
 
 
 def gold_paragraph(reader: Reader, path: Path, limit: int | None = None, window: int = 384,
                    stride: int = 128, half: int | None = None) -> dict[str, Any]:
-    """``half``: only the articles of this half (``article_half``: the reader trained on XQuAD
-    dev's other half is measured on it)."""
+    """``half``: only the articles of this half (``qa.datasets.article_half``: the reader
+    trained on XQuAD dev's other half is measured on it)."""
     squad = read_squad(path)
     paragraphs = {d.title: d.text for d in squad.docs}
-    questions = [q for q in squad.questions if half is None or article_half(q.paragraph.rsplit(":", 1)[0]) == half]
+    questions = [q for q in squad.questions if half is None or paragraph_half(q.paragraph) == half]
     questions = questions[:limit] if limit else questions
     em = f1 = 0.0
     records = []

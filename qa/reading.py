@@ -95,8 +95,8 @@ class ReadingSettings:
 def asked(question: str, earlier: str | None, order: str) -> str:
     """The question as the reader reads it. A follow-up ("And when was it founded?") needs
     the question before it for what it refers to; ``order`` (fitted): "current-first" puts
-    the current question first, "earlier-first" the earlier one, "current" drops it."""
-    if not earlier or order == "current":
+    the current question first, "earlier-first" the earlier one."""
+    if not earlier:
         return question
     return f"{question} {earlier}" if order == "current-first" else f"{earlier} {question}"
 

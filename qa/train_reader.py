@@ -27,12 +27,11 @@ import torch
 from tqdm import tqdm
 
 from qa.config import PROJECT_ROOT
-from qa.datasets import article_half
+from qa.datasets import XQUAD_DEV, article_half
 from qa.e5 import load_tokenizer
 from qa.reader import WEIGHTS, ReaderModel, cut_question, load_model, new_model, save_weights
 
 DATA = PROJECT_ROOT / "data" / "squad-train" / "squad-en-train.json"
-XQUAD_DEV = PROJECT_ROOT / "eval" / "xquad-dev"
 WORK = PROJECT_ROOT / "var" / "reader-train"
 
 

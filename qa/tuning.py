@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
-from qa import datasets
 from qa.answering import FEATURES, NO_PHRASE, TYPED, AnswerWeights, SentenceTable, reread_candidates
 from qa.config import CONFIDENCE_WEIGHTS, PROJECT_ROOT, Settings
-from qa.datasets import EvalItem, eval_item, lang_from_name, load_dataset, load_jsonl, read_squad
+from qa.datasets import XQUAD_DEV, EvalItem, eval_item, load_dataset, load_jsonl, off_topic_rows
 from qa.embedding import load_encoder
 from qa.index import build, open_index
 from qa.metrics import best_over_golds, contains
@@ -290,22 +289,6 @@ OFF_TOPIC_SHARE = 0.3
 KEEP_RIGHT = 0.98
 
 
-def article_half(paragraph: str) -> int:
-    """0: the article's questions are off-topic examples for the fit; 1: held out for the eval."""
-    return datasets.article_half(paragraph.rsplit(":", 1)[0])
-
-
-def off_topic_rows(xquad: Path, half: int) -> list[dict[str, Any]]:
-    """XQuAD questions of the articles in ``half`` as unanswerable rows of the project's eval format."""
-    rows = []
-    for path in sorted(xquad.glob("*.json")):
-        f = read_squad(path, lang_from_name(path))
-        rows += [{"id": f"off-{f.lang}-{q.qid}", "question": q.question, "lang": f.lang, "answers": [], "doc_ids": [],
-                  "answerable": False, "category": question_type(q.question)}
-                 for q in f.questions if article_half(q.paragraph) == half]
-    return rows
-
-
 def confidence_rows(service: QAService, items: Iterable[EvalItem]) -> tuple[list[list[float]], list[float]]:
     """The confidence inputs of each answer and whether it holds a gold answer."""
     x, y = [], []
@@ -366,7 +349,7 @@ GRID = {
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--xquad", type=Path, default=PROJECT_ROOT / "eval" / "xquad-dev")
+    ap.add_argument("--xquad", type=Path, default=XQUAD_DEV)
     ap.add_argument("--out", type=Path, default=PROJECT_ROOT / "eval")
     args = ap.parse_args(argv)
     settings = Settings()

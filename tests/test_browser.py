@@ -151,14 +151,21 @@ def strict_server(tmp_path_factory, xss_server) -> Iterator[dict[str, Any]]:
         yield live
 
 
-@pytest.fixture(scope="module")
-def browser(live_server) -> Iterator[Any]:
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, driven by Playwright (its own browser download is never used)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="module")
+def browser(live_server) -> Iterator[Any]:
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture(scope="module")

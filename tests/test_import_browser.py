@@ -14,7 +14,7 @@ import pytest
 from qa.config import PROJECT_ROOT, Settings
 from qa.importing import prepare, write_source
 from tests.documents import make_pdf
-from tests.test_browser import ANSWER_MS, CHROMIUM, LAUNCH_ARGS, MANY_VISITORS, Page, _require_browser, _serve
+from tests.test_browser import ANSWER_MS, MANY_VISITORS, Page, _require_browser, _serve, chromium
 from tests.test_import import PDF_PAGES
 
 QUESTION = "How many resident companies did Technopark Omega have in 2020?"
@@ -36,12 +36,8 @@ def pdf_server(tmp_path_factory) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def pdf_browser(pdf_server) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.mark.parametrize(("locale", "question", "page", "in_list", "in_viewer"), [

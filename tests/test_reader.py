@@ -117,9 +117,9 @@ def test_second_stage_reads_xquad_every_way_and_continues_a_reader(tmp_path, tin
     """The second stage's data: each question of one half's articles in both languages
     against the paragraph in both (answer text at its offset), plus a near miss against
     another paragraph of its article; and training starts from the given reader."""
-    from qa.datasets import article_half
+    from qa.datasets import XQUAD_DEV, article_half
     from qa.reader import weights_meta
-    from qa.train_reader import XQUAD_DEV, main, xquad_examples
+    from qa.train_reader import main, xquad_examples
 
     examples = xquad_examples(XQUAD_DEV, {0}, seed=1)
     answerable = [e for e in examples if e.answer_start is not None]
