@@ -1,5 +1,6 @@
 """What keeps one client or one slow question from taking the server down: a per-client
-rate limit (token bucket) and CPU work with a deadline.
+rate limit (token bucket), the request guard that applies it with the body size limits and
+deadlines (``Guard``, the app's outermost middleware), and CPU work with a deadline.
 
 Why the rate limiter is written here: slowapi wraps each route in a decorator that needs
 a ``request`` parameter (its rate-limit headers a ``response`` one too) and reads its limits
@@ -20,8 +21,16 @@ from typing import TypeVar
 
 import anyio
 import anyio.to_thread
+from starlette.datastructures import MutableHeaders
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 T = TypeVar("T")
+
+# Methods whose body is read (and so limited in size).
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# JSON is never a document to render or frame.
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
 
 
 class RateLimiter:
@@ -107,3 +116,95 @@ class CpuRunner:
         except TimeoutError:
             gave_up.set()
             raise Overloaded(f"no answer within {self.timeout_s:g} s") from None
+
+
+class Guard:
+    """Outermost checks of every request, before any body is read or parsed: the per-client
+    rate limit on ``/api/``, the body size limit (declared or streamed), and the security
+    headers on every response (on errors too). Starlette's RequestBodyLimitMiddleware would
+    do the size limit, but answers in plain text; every error here is JSON with a message."""
+
+    def __init__(self, app: ASGIApp, *, limiter: RateLimiter, max_body: int, body_timeout_s: float = 0.0,
+                 body_rules: Callable[[Scope], tuple[int, float]] | None = None) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.max_body = max_body
+        self.body_timeout_s = body_timeout_s
+        # (size limit, seconds to arrive) of a request's body: larger and slower for some
+        # (an admin's upload), else max_body and body_timeout_s
+        self.body_rules = body_rules or (lambda _scope: (max_body, body_timeout_s))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        api = scope["path"].startswith("/api/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("X-Frame-Options", "DENY")
+                headers.setdefault("Referrer-Policy", "no-referrer")
+                if api:
+                    headers.setdefault("Content-Security-Policy", API_CSP)
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        if api and self.limiter.enabled:
+            client = scope.get("client")
+            wait = self.limiter.hit(client[0] if client else "unknown")
+            if wait:
+                retry = RateLimiter.retry_after(wait)
+                await JSONResponse({"detail": f"too many requests: try again in {retry} s"}, status_code=429,
+                                   headers={"Retry-After": retry})(scope, receive, send_with_headers)
+                return
+        if scope["method"] in BODY_METHODS:
+            body: bytes | None = None
+            # A client trickling its body in holds a connection: it gets the same deadline
+            # as an answer.
+            limit, timeout = self.body_rules(scope)
+            with anyio.move_on_after(timeout or math.inf) as reading:
+                body = await self._read_body(scope, receive, limit)
+            if reading.cancelled_caught:
+                await JSONResponse({"detail": f"the request body did not arrive within {timeout:g} s"},
+                                   status_code=408)(scope, receive, send_with_headers)
+                return
+            if body is None:
+                await JSONResponse({"detail": f"the request body is larger than {limit} bytes"},
+                                   status_code=413)(scope, receive, send_with_headers)
+                return
+            receive = _replay(body, receive)
+        await self.app(scope, receive, send_with_headers)
+
+    async def _read_body(self, scope: Scope, receive: Receive, limit: int) -> bytes | None:
+        """The whole body, or None when it is (or says it will be) over the limit."""
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+                return None
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: nothing to answer
+                return b""
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives the app the body already read, then waits as before."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
