@@ -30,8 +30,10 @@ WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 run: build
 	$(BIN)/qa serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
+# ruff on everything Python, and mypy's type check of server.py and qa/ ([tool.mypy] in pyproject.toml)
 lint: setup
 	$(BIN)/ruff check server.py qa tests eval/check_eval_set.py bench
+	$(BIN)/mypy
 
 test: setup lint
 	$(BIN)/python eval/check_eval_set.py > /dev/null

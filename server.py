@@ -156,6 +156,7 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
                     "`GET /api/sources/{doc_id}` text[start:end]. Every error is JSON `{\"detail\": …}`; "
                     "`/api/` requests are rate-limited per client (429 with Retry-After).",
         lifespan=lifespan,
+        exception_handlers={RequestValidationError: errors.invalid_request, StarletteHTTPException: errors.http_error},
     )
     # What the routes read through qa.api.deps.
     app.state.settings = settings
@@ -177,9 +178,6 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
                            allow_headers=["Content-Type"], expose_headers=["Retry-After"], allow_credentials=False,
                            max_age=600)
 
-    app.add_exception_handler(RequestValidationError, errors.invalid_request)
-    app.add_exception_handler(StarletteHTTPException, errors.http_error)
-
     for router in ROUTERS:
         app.include_router(router)
 
@@ -190,7 +188,7 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
             app.openapi_schema = spec
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # replacing the method is FastAPI's way to extend the schema
     return app
 
 

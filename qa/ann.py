@@ -82,7 +82,10 @@ def set_search_params(index: faiss.Index, spec: AnnSpec) -> None:
     if spec.nprobe is not None:
         faiss.extract_index_ivf(index).nprobe = spec.nprobe
     if spec.k_factor is not None:
-        faiss.downcast_index(index).k_factor = spec.k_factor
+        refine = faiss.downcast_index(index)
+        if not isinstance(refine, faiss.IndexRefine):  # only a Refine(...) stage re-ranks k_factor x k
+            raise TypeError(f"k_factor is a parameter of a Refine index, not of {type(refine).__name__}")
+        refine.k_factor = spec.k_factor
 
 
 def make_index(vectors: np.ndarray, spec: AnnSpec | None = None) -> faiss.Index:
@@ -92,18 +95,19 @@ def make_index(vectors: np.ndarray, spec: AnnSpec | None = None) -> faiss.Index:
     n, dim = vectors.shape
     spec = spec or index_spec(n, dim)
     if spec.exact:
-        index = faiss.IndexFlatIP(dim)  # what index_factory("Flat") builds, under its own class
-        index.add(vectors)
-        return index
+        flat = faiss.IndexFlatIP(dim)  # what index_factory("Flat") builds, under its own class
+        flat.add(vectors)
+        return flat
     index = faiss.index_factory(dim, spec.factory, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
-        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+        ivf = faiss.extract_index_ivf(index)
         ivf.cp.niter = KMEANS_ITER
         ivf.cp.min_points_per_centroid = 5
-        if isinstance(ivf, faiss.IndexIVFPQ):
+        pq = faiss.downcast_index(ivf)  # extract_index_ivf answers with the base class
+        if isinstance(pq, faiss.IndexIVFPQ):
             # index_factory turns on polysemous training (codes for Hamming filtering, which
             # is not used): ~30x the rest of the PQ training
-            ivf.do_polysemous_training = False
+            pq.do_polysemous_training = False  # type: ignore[attr-defined]  # a field faiss's stubs leave out
         rows = min(n, TRAIN_PER_LIST * ivf.nlist)
         train = vectors if rows == n else vectors[np.random.default_rng(SEED).choice(n, rows, replace=False)]
         index.train(train)

@@ -269,7 +269,7 @@ class Extractor:
         # ids after it; the lock keeps two threads from giving two stems one id.
         self._extra_stems: dict[str, int] = {}
         self._extra_lock = threading.Lock()
-        self._sentences: list[tuple[int, int, int]] = [tuple(map(int, r)) for r in index.sentences.tolist()]
+        self._sentences: list[tuple[int, int, int]] = [(int(a), int(b), int(c)) for a, b, c in index.sentences.tolist()]
 
     def idf(self, stem: str) -> float:
         """BM25's IDF over chunks; a word no chunk has is as rare as it gets."""

@@ -100,7 +100,7 @@ def seed_table(encoder: Any, settings: Settings, eval_set: Path) -> dict[str, An
         pair = "cross-lingual" if all(lang[d] != row["lang"] for d in row["doc_ids"]) else "same language"
         for mode in MODES:
             ranking: list[str] = []
-            for p in r.search(row["question"], 20, mode):  # type: ignore[arg-type]
+            for p in r.search(row["question"], 20, mode):
                 if p.chunk.doc_id not in ranking:
                     ranking.append(p.chunk.doc_id)
             rank = next((i + 1 for i, d in enumerate(ranking) if d in row["doc_ids"]), None)
@@ -158,7 +158,7 @@ def _components(retriever: Retriever, questions: list[Question], own_version: bo
     all_ids = np.arange(len(chunks))
     lang = np.array([c.lang for c in chunks])
     keys = [paragraph_key(c.doc_id) for c in chunks]
-    out = []
+    out: list[tuple[np.ndarray, ...]] = []
     for q in questions:
         same = lang == q.lang
         bmn = retriever.lexical(q.text, all_ids, retriever._bm25_scores(q.text), same)

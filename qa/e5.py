@@ -18,12 +18,16 @@ import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from qa.types import ModelFileError
+
+if TYPE_CHECKING:  # transformers takes seconds to import: only the functions that build a model do
+    from transformers import BertConfig, BertModel
 
 MAGIC = b"E5S1"
 # Q4_0: blocks of 32 weights, an fp16 scale then 16 bytes of two 4-bit weights each.
@@ -164,6 +168,10 @@ class PackedEmbedding(nn.Module):
     its dtype and device). 54 MB instead of 384 MB a process, at the cost of unpacking the
     few hundred rows of a batch (well under a millisecond)."""
 
+    # buffers (register_buffer), declared for the type checker
+    packed: torch.Tensor
+    weight: torch.Tensor
+
     def __init__(self, packed: torch.Tensor, dim: int) -> None:
         super().__init__()
         self.dim = dim
@@ -177,7 +185,7 @@ class PackedEmbedding(nn.Module):
         return dequantize(rows).reshape(*ids.shape, self.dim)
 
 
-def base_config(f: E5File):  # -> transformers.BertConfig
+def base_config(f: E5File) -> BertConfig:
     from transformers import BertConfig
 
     return BertConfig(vocab_size=f.vocab, hidden_size=f.hidden, num_hidden_layers=f.layers,
@@ -194,7 +202,7 @@ _LAYER = {
 }
 
 
-def load_base(path: Path | None = None):  # -> transformers.BertModel
+def load_base(path: Path | None = None) -> BertModel:
     """The BertModel of the file, its word embeddings packed and frozen (eval mode)."""
     from transformers import BertModel
 

@@ -159,6 +159,7 @@ def extract_html(data: bytes) -> Extracted:
     scripts and styles are left out. Metadata: <title>/og:title, <html lang>, the
     publication date (htmldate), the canonical URL and the site name."""
     import trafilatura
+    from trafilatura.settings import Document
 
     text = decode_text(data, "HTML file")
     if _looks_binary(text):
@@ -173,9 +174,10 @@ def extract_html(data: bytes) -> Extracted:
     found = trafilatura.bare_extraction(tree, with_metadata=True, include_comments=False, include_tables=True,
                                         include_links=False, include_images=False, favor_precision=True,
                                         deduplicate=True)
-    body = found.text if found is not None else None
-    if not body or not body.strip():
+    # None when nothing was found (a dict only with as_dict=True, which is not asked for)
+    if not isinstance(found, Document) or not found.text or not found.text.strip():
         raise ExtractionError("no article text found in this HTML page")
+    body = found.text
     title = found.title or ""
     lines = body.splitlines()
     # The headline is in the page's metadata; the text starts with it (as pasted pages do),

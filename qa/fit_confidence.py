@@ -112,9 +112,9 @@ def fit_logistic(groups: dict[str, tuple[list[list[float]], list[float]]], share
     weighs ``shares[group]`` of the on-topic group's total."""
     n_on = len(groups["on_topic"][0])
     xs, ts, ws, names = [], [], [], []
-    for name, (x, t) in groups.items():
+    for name, (x, targets) in groups.items():
         xs += x
-        ts += t
+        ts += targets
         ws += [shares.get(name, 1.0) * n_on / max(1, len(x))] * len(x)
         names += [name] * len(x)
     f, t, w = np.array(xs), np.array(ts), np.array(ws)

@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +27,9 @@ from torch import nn
 
 from qa.e5 import load_base, load_tokenizer
 from qa.types import ModelFileError
+
+if TYPE_CHECKING:  # transformers takes seconds to import; qa.e5 imports it where a model is built
+    from transformers import BertModel
 
 MODEL_DIR = Path(__file__).with_name("models")
 WEIGHTS = MODEL_DIR / "reader.safetensors"
@@ -37,7 +41,7 @@ MAX_QUESTION_TOKENS = 64
 class ReaderModel(nn.Module):
     """The base encoder with a start/end head over its last layer."""
 
-    def __init__(self, bert: nn.Module) -> None:
+    def __init__(self, bert: BertModel) -> None:
         super().__init__()
         self.bert = bert
         self.qa = nn.Linear(bert.config.hidden_size, 2)

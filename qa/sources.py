@@ -98,10 +98,9 @@ def _page_map(value: object, length: int, meta_path: Path) -> tuple[int, ...]:
     into the text from 0; a map that does not fit the text is refused, not guessed at."""
     if value is None:
         return ()
-    ok = (isinstance(value, list) and value and value[0] == 0
-          and all(isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= length for p in value)
-          and all(a <= b for a, b in itertools.pairwise(value)))
-    if not ok:
+    if not (isinstance(value, list) and value and value[0] == 0
+            and all(isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= length for p in value)
+            and all(a <= b for a, b in itertools.pairwise(value))):
         raise SourceError(f"{meta_path}: pages must be ascending character offsets from 0 within the text")
     return tuple(value)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -508,7 +509,7 @@ def _glued(tokens: list[tuple[int, int, str | None]], text: str) -> list[bool]:
 def feature_names(wh: str, qtype: str) -> list[tuple[str, ...]]:
     """For each column of ``span_matrix``, the names its value is counted under: the base
     feature, and for some also crossed with the question word and the question type."""
-    out = []
+    out: list[tuple[str, ...]] = []
     for name in SPAN_BASE:
         if name in _CROSSED:
             out.append((name, f"{wh}*{name}", f"{qtype}*{name}"))
@@ -788,7 +789,7 @@ def _tree_columns(x: np.ndarray, lay: _Layout, matched: list[tuple[int, int]]) -
     n = len(p)
     ms = np.array([m[0] for m in matched])
     me = np.array([m[1] for m in matched])
-    qword = ((ms[:, None] < p.end[None, :]) & (p.start[None, :] < me[:, None])).any(0)
+    qword = np.any((ms[:, None] < p.end[None, :]) & (p.start[None, :] < me[:, None]), axis=0)
     if not qword.any():
         return
     dist = lay.tree[:, qword].min(1)  # tree distance of every token to the nearest question word
@@ -846,7 +847,7 @@ class SpanScorer:
         return self.pick(*span_matrix(text, tokens, matched, parse), tokens, qtype, wh, matched)
 
     def pick(self, first: np.ndarray, last: np.ndarray, x: np.ndarray, tokens: list[tuple[int, int, str | None]],
-             qtype: str, wh: str, matched: set[int] = frozenset(), no_dates: bool = False,
+             qtype: str, wh: str, matched: AbstractSet[int] = frozenset(), no_dates: bool = False,
              people: bool = False) -> Candidate | None:
         """The candidate ``span_matrix`` returned (None: there are none) the model chooses
         (``mbr_choice``) that is not made only of words standing for the question's (``matched``): the model

@@ -72,7 +72,11 @@ class Parse:
         return len(self.start)
 
 
-EMPTY = Parse(*(np.zeros(0, dtype=np.int32) for _ in range(5)), np.zeros((0, 3), dtype=np.int32))
+def _empty(*shape: int) -> np.ndarray:
+    return np.zeros(shape, dtype=np.int32)
+
+
+EMPTY = Parse(_empty(0), _empty(0), _empty(0), _empty(0), _empty(0), _empty(0, 3))
 
 Row = tuple[int, int, str, int, str]  # start, end, UD part of speech, head (-1: root), dependency label
 

@@ -91,7 +91,9 @@ def reread_rows(service: QAService, items: tuple[EvalItem, ...], k: int = 3) -> 
     return out
 
 
-REREAD_GRID = {"phrase": [0.0, 0.01, 0.02, 0.03, 0.05, 0.1], "reread": [2, 3]}
+# the phrase weight and the re-read depth (sentences compared again), each setting tried
+REREAD_PHRASES = [0.0, 0.01, 0.02, 0.03, 0.05, 0.1]
+REREAD_DEPTHS = [2, 3]
 
 
 def reread_report(rows: dict[str, list[Reread]], groups: list[SpanGroup], folds: int = 4) -> list[dict[str, Any]]:
@@ -105,7 +107,7 @@ def reread_report(rows: dict[str, list[Reread]], groups: list[SpanGroup], folds:
                                 if len(x) else NO_PHRASE for x in r.phrases]) for r in rs]
             for setting, rs in rows.items()}
     out = []
-    for phrase, depth in itertools.product(*REREAD_GRID.values()):
+    for phrase, depth in itertools.product(REREAD_PHRASES, REREAD_DEPTHS):
         acc = {}
         for setting, rs in rows.items():
             hits = [bool(r.right[int(np.argmax(r.scores[:depth] + phrase * b[:depth]))]) for r, b in zip(rs, best[setting],
@@ -336,7 +338,8 @@ def oracle(tabs: list[Table]) -> float:
     return sum(bool(y.any()) for _x, y in tabs) / (len(tabs) or 1)
 
 
-GRID = {
+# AnswerWeights' float fields tried, every combination
+GRID: dict[str, list[float]] = {
     "lexical": [0.4, 0.6, 1.0],
     "passage": [1.0, 2.0, 3.0],
     "shaped": [0.1, 0.2, 0.3],
@@ -400,7 +403,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     names = list(GRID)
     for values in itertools.product(*GRID.values()):
-        w = replace(base, **dict(zip(names, values, strict=True)))
+        # Any: the type checker cannot tell GRID's fields from AnswerWeights' int one (reread)
+        setting: dict[str, Any] = dict(zip(names, values, strict=True))
+        w = replace(base, **setting)
         vec = w.vector()
         acc = {k: accuracy(v, vec) for k, v in tune.items()}
         rows.append({**dict(zip(names, values, strict=True)), "mean": float(np.mean(list(acc.values()))), **acc,
