@@ -1,7 +1,7 @@
 """From retrieved passages to a verbatim answer span with a confidence.
 
 Every answer is a range of a source document, never rebuilt text: the quote a
-citation shows is ``doc.text[start:end]``, so the invariants of DESIGN.md hold by
+citation shows is ``doc.text[start:end]``, so the invariants of docs/design.md hold by
 construction.
 """
 

@@ -62,7 +62,7 @@ def _pair(lang: str, doc_langs: list[str]) -> str:
 
 
 def eval_item(row: dict[str, Any], doc_langs: dict[str, str]) -> EvalItem:
-    """One record of the project's eval format (see DESIGN.md) as an ``EvalItem``;
+    """One record of the project's eval format (docs/design.md, "Eval format") as an ``EvalItem``;
     ``doc_langs`` maps doc id -> language. Raises KeyError/TypeError on a malformed record."""
     doc_ids = tuple(row.get("doc_ids", []))
     unknown = [d for d in doc_ids if d not in doc_langs]
@@ -80,7 +80,7 @@ def eval_item(row: dict[str, Any], doc_langs: dict[str, str]) -> EvalItem:
 
 
 def load_jsonl(path: Path, doc_langs: dict[str, str]) -> EvalSet:
-    """Read the project's eval format (see DESIGN.md); ``doc_langs`` maps doc id -> language."""
+    """Read the project's eval format (docs/design.md, "Eval format"); ``doc_langs`` maps doc id -> language."""
     items = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()

@@ -1,4 +1,4 @@
-"""The answer step: the DESIGN.md invariants on many generated questions, question types,
+"""The answer step: the docs/design.md invariants on many generated questions, question types,
 short answers, abstention in the question's language, follow-ups and ``qa ask``."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def service(tiny_index, encoder):
 
 
 def check_invariants(answer, service) -> None:
-    """DESIGN.md: quotes are the source file's text at [start:end]; the answer is inside
+    """docs/design.md: quotes are the source file's text at [start:end]; the answer is inside
     the first quote; the short answer inside the answer; abstention has no answer."""
     data = answer.to_json()
     for c in data["citations"] + data["see_also"]:

@@ -55,7 +55,7 @@ def _source(client: TestClient, doc_id: str) -> str:
 
 
 def check_answer(client: TestClient, data: dict) -> None:
-    """The DESIGN.md invariants, with the source text taken from /api/sources."""
+    """The docs/design.md invariants, with the source text taken from /api/sources."""
     assert set(data) == {"answer_id", "question", "lang", "abstained", "answer", "short_answer", "confidence",
                          "citations", "message", "see_also"}
     assert isinstance(data["answer_id"], str) and len(data["answer_id"]) >= 16
