@@ -40,7 +40,7 @@ test: setup lint
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory eval-gate
 
-# Reliability (README, "Reliability"). `make test` fuzzes each API operation with 200
+# Reliability (docs/reliability.md). `make test` fuzzes each API operation with 200
 # examples; this goes deeper and prints operations, cases, 5xx and seconds (~1.5 min).
 FUZZ_EXAMPLES ?= 1000
 fuzz: setup
@@ -52,9 +52,10 @@ load: build
 	$(BIN)/python bench/load.py --clients 50 --duration 60 --out var/load.json \
 	  --env QA_RATE_LIMIT_PER_MINUTE=1000000 --env QA_RATE_LIMIT_BURST=10000
 
-# Every speed and memory figure of the README (its "Performance" table): embeddings
-# against the reference encoder, build times, library and HTTP latency, server memory
-# (~8 min; run it on an otherwise idle machine). Writes bench/results/run.json.
+# Every speed and memory figure (docs/performance.md): embeddings against the reference
+# encoder, build times, library and HTTP latency, server memory (~8 min; run it on an
+# otherwise idle machine). Writes bench/results/run.json and run.md (the whole table) and
+# the few lines between README.md's bench:start / bench:end markers.
 bench: build
 	$(BIN)/python bench/run.py --env QA_RATE_LIMIT_PER_MINUTE=0 --readme README.md
 
@@ -92,9 +93,10 @@ eval-gate: setup
 	  --gate eval/thresholds.json
 
 # Every eval set and benchmark setting with baselines -> eval/report.md, report.png,
-# metrics.json and per-question records in eval/records/ (about a minute).
+# metrics.json and per-question records in eval/records/ (about a minute); the headline
+# table of README.md (between its eval:start / eval:end markers) from the same run.
 eval-report: setup
-	$(BIN)/qa eval --out eval --report
+	$(BIN)/qa eval --out eval --report --readme README.md
 
 # Fine-tune the reader (qa/models/reader.safetensors), in two stages: data/squad-train
 # (English, with near misses), then that reader on XQuAD dev's articles of half 0 in English,

@@ -1,4 +1,4 @@
-"""The performance benchmark: every speed and memory figure of the README, in one run.
+"""The performance benchmark: every speed and memory figure (docs/performance.md), in one run.
 
     python bench/run.py [--quick] [--out bench/results/run.json] [--readme README.md]
 
@@ -15,8 +15,9 @@ Measures, on this machine:
    questions) and at the HTTP level (``bench/load.py``: 1, 10, 20 and 50 clients);
 4. peak memory (maximum resident set) of the server process, from ``/usr/bin/time -v``.
 
-With ``--readme`` the figures replace the block between the ``bench:start`` and
-``bench:end`` markers of that file.
+The whole table goes to ``run.md`` beside ``--out``; with ``--readme`` a few headline
+lines (``headline``) replace the block between the ``bench:start`` and ``bench:end``
+markers of that file, which links the table.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import load  # noqa: E402  (bench/load.py, next to this file)
 from qa.config import Settings  # noqa: E402
 from qa.datasets import read_squad  # noqa: E402
 from qa.embedding import default_threads, load_encoder, threads_per_process  # noqa: E402
+from qa.report import replace_block  # noqa: E402
 from qa.workers import free_port  # noqa: E402
 
 XQUAD = ROOT.parent / "shared" / "benchmarks" / "xquad-dev"
@@ -273,6 +275,27 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
+BENCH_MARKERS = ("<!-- bench:start -->", "<!-- bench:end -->")
+
+
+def headline(r: dict, table: str = "bench/results/run.md") -> str:
+    """The README's few speed lines: a question alone and under load over HTTP, new text
+    embedded, memory; the rest is in ``table``."""
+    e, http = r["embeddings"], r["http"]
+    runs = {run["clients"]: run for run in http["runs"]}
+    lines = [f"Speed, `make bench` on {r['machine']} ({r['date']}; [every figure]({table})):"]
+    if 1 in runs:
+        lines.append(f"a question alone p50 {runs[1]['latency_ms']['p50']} ms over HTTP;")
+    for clients in (10, 20):
+        if clients in runs:
+            run = runs[clients]
+            lines.append(f"{clients} clients {run['requests_per_s']} answers/s at p50 {run['latency_ms']['p50']} ms, "
+                         f"p99 {run['latency_ms']['p99']} ms ({http['workers']} server processes);")
+    lines.append(f"new text embedded at {e['fast']['paragraphs_per_s']} paragraphs/s; "
+                 f"{http['server_peak_rss_mb']} MB a server process.")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats and shorter HTTP runs")
@@ -300,13 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     table = markdown(result)
     print(table)
+    md = args.out.with_suffix(".md")
+    md.write_text(f"# Performance (`make bench`)\n\n{table}\n", encoding="utf-8")
     if args.readme:
-        text = args.readme.read_text(encoding="utf-8")
-        block = f"<!-- bench:start -->\n{table}\n<!-- bench:end -->"
-        new, n = re.subn(r"<!-- bench:start -->.*?<!-- bench:end -->", lambda _m: block, text, flags=re.S)
-        if n != 1:
-            raise SystemExit(f"{args.readme}: no bench:start / bench:end block")
-        args.readme.write_text(new, encoding="utf-8")
+        link = os.path.relpath(md, args.readme.resolve().parent)
+        replace_block(args.readme, BENCH_MARKERS, headline(result, link))
     return 0
 
 

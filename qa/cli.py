@@ -187,6 +187,9 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.report and not args.out:
         _err("--report needs --out DIR")
         return EXIT_USAGE
+    if args.readme and not args.report:
+        _err("--readme needs --report (its figures are the report's)")
+        return EXIT_USAGE
     paths = args.dataset or [PROJECT_ROOT / "eval" / name
                              for name in ("technopolis.jsonl", "follow-ups.jsonl", "off-topic.jsonl", "xquad-dev")]
     thresholds = None
@@ -242,6 +245,11 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         if args.report:
             write_report(report, out)
             _progress(f"wrote {out / 'report.md'} and {out / 'report.png'}")
+        if args.readme:
+            from qa.report import HEADLINE_MARKERS, headline, replace_block
+
+            replace_block(args.readme, HEADLINE_MARKERS, headline(report))
+            _progress(f"wrote the headline figures into {args.readme}")
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
     else:
@@ -412,6 +420,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=_at_least_one, help="only the first N questions of each setting")
     e.add_argument("--out", type=Path, help="write metrics.json and per-question records/ here")
     e.add_argument("--report", action="store_true", help="also write report.md and report.png to --out")
+    e.add_argument("--readme", type=Path,
+                   help="with --report: put the headline table between the eval:start / eval:end markers of this file")
     e.add_argument("--gate", type=Path, help="thresholds JSON: exit 1 when a metric is below its minimum")
     e.add_argument("--json", action="store_true", help="print one JSON object of metrics")
     sv = sub.add_parser("serve", help="run the HTTP API and the chat widget (builds the index first if needed)")

@@ -3,6 +3,7 @@ and a short text summary for the terminal. Input is the object ``qa eval --json`
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +164,70 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     png = out / "report.png"
     has_chart = chart(report, png)
     (out / "report.md").write_text(markdown(report, png.name if has_chart else None), encoding="utf-8")
+
+
+# ------------------------------------------------------------------ the README's headline
+
+# The README's headline figures sit between these markers; `make eval-report` (qa eval
+# --readme) rewrites what is between them, so the table and the report cannot disagree.
+HEADLINE_MARKERS = ("<!-- eval:start -->", "<!-- eval:end -->")
+PAIRS = (("en→en", "EN → EN"), ("ru→ru", "RU → RU"), ("en→ru", "EN → RU (across)"), ("ru→en", "RU → EN (across)"))
+
+
+def _fused(report: dict[str, Any], dataset: str, setting: str) -> dict[str, Any] | None:
+    """The default system's metrics of one run, or None when the run was not made."""
+    systems = report["datasets"].get(dataset, {}).get(setting, {})
+    return systems.get("fused")
+
+
+def _answer_cell(m: dict[str, Any] | None) -> str:
+    if not m or m.get("containment@1") is None:
+        return "–"
+    return f"{_f(m['containment@1'])} · {_f(m['em'], 1)} / {_f(m['f1'], 1)}"
+
+
+def headline(report: dict[str, Any]) -> str:
+    """The few figures a visitor looks at: the default system's answers by language pair on
+    the project's questions and on XQuAD dev, abstention, follow-ups and latency. Only the
+    runs the report holds are shown; the rest is in report.md."""
+    project = _fused(report, "technopolis", "bundled sources")
+    s = report["settings"]
+    lines = [f"Generated {report['generated']} by `{report.get('command', COMMAND)}`: fused retrieval, "
+             f"answer step `{s.get('answerer')}`, confidence threshold {s.get('abstain_threshold')}. "
+             "Cells: containment@1 · short-answer EM / F1.",
+             "",
+             "| question → source | project set (bundled sources) | XQuAD dev |",
+             "|---|---|---|"]
+    for key, label in PAIRS:
+        mine = project["by_pair"].get(key) if project else None
+        xquad = _fused(report, "xquad-dev", key)  # XQuAD's settings are named by language pair
+        lines.append(f"| {label} | {_answer_cell(mine)} | {_answer_cell(xquad['answers'] if xquad else None)} |")
+    follow = _fused(report, "follow-ups", "bundled sources")
+    if follow:
+        lines.append(f"| follow-ups, asked with the earlier question | {_answer_cell(follow['answers'])} | |")
+    if project and project["abstention"]:
+        ab = project["abstention"]
+        lines.append(f"| on-topic questions the sources do not answer: declined (recall / precision) | "
+                     f"{_f(ab['recall'])} / {_f(ab['precision'])} | |")
+    off = _fused(report, "off-topic", "bundled sources")
+    if off and off["abstention"]:
+        lines.append(f"| off-topic questions (XQuAD's, asked of the sources): declined | "
+                     f"{_f(off['abstention']['recall'])} | |")
+    if project:
+        xq = _fused(report, "xquad-dev", "en→en")
+        xq_ms = f"{xq['latency_ms']['p50']:.1f} ms (EN → EN)" if xq else ""
+        lines.append(f"| answer latency p50, library, question encoding included | "
+                     f"{project['latency_ms']['p50']:.1f} ms | {xq_ms} |")
+    return "\n".join(lines)
+
+
+def replace_block(path: Path, markers: tuple[str, str], block: str) -> None:
+    """Put ``block`` between the two markers of a file (the README's generated parts);
+    refuses when the file does not have them exactly once."""
+    start, end = markers
+    text = path.read_text(encoding="utf-8")
+    new, n = re.subn(re.escape(start) + ".*?" + re.escape(end), lambda _m: f"{start}\n{block}\n{end}", text,
+                     flags=re.S)
+    if n != 1:
+        raise SystemExit(f"{path}: no {start} … {end} block")
+    path.write_text(new, encoding="utf-8")
