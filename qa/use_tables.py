@@ -11,7 +11,7 @@ first-convolution terms (2,560 floats), and afterwards looks them up: 57% of a t
 multiply-adds (3.4 MFLOP a token in all) become row gathers. The second convolution (it
 reads the first one's output after a ReLU, so it is not per piece) and the head are as
 in the reference. Outputs equal the reference's up to float rounding (cosine 1.0,
-tested); measured on the XQuAD dev paragraphs with a fresh table (README, "Performance").
+tested); measured on the XQuAD dev paragraphs with a fresh table (docs/performance.md).
 
 More changes to the reference's arithmetic, all exact: the last layer norm and the token
 sum are folded into one small matrix product (a sentence's sum of normalized rows is a
