@@ -283,14 +283,15 @@ def headline(r: dict, table: str = "bench/results/run.md") -> str:
     embedded, memory; the rest is in ``table``."""
     e, http = r["embeddings"], r["http"]
     runs = {run["clients"]: run for run in http["runs"]}
-    lines = [f"Speed, `make bench` on {r['machine']} ({r['date']}; [every figure]({table})):"]
-    if 1 in runs:
-        lines.append(f"a question alone p50 {runs[1]['latency_ms']['p50']} ms over HTTP;")
-    for clients in (10, 20):
-        if clients in runs:
-            run = runs[clients]
-            lines.append(f"{clients} clients {run['requests_per_s']} answers/s at p50 {run['latency_ms']['p50']} ms, "
-                         f"p99 {run['latency_ms']['p99']} ms ({http['workers']} server processes);")
+    alone = f" a question alone p50 {runs[1]['latency_ms']['p50']} ms over HTTP;" if 1 in runs else ""
+    loaded = [runs[c] for c in (10, 20) if c in runs]
+    lines = [f"Speed (`make bench`, {r['machine']}, {r['date']}; [every figure]({table})):{alone}"]
+    if loaded:
+        lines.append(" / ".join(str(run["clients"]) for run in loaded) + " clients: "
+                     + " / ".join(str(run["requests_per_s"]) for run in loaded) + " answers/s at p50 "
+                     + " / ".join(str(run["latency_ms"]["p50"]) for run in loaded) + " ms, p99 "
+                     + " / ".join(str(run["latency_ms"]["p99"]) for run in loaded)
+                     + f" ms ({http['workers']} server processes);")
     lines.append(f"new text embedded at {e['fast']['paragraphs_per_s']} paragraphs/s; "
                  f"{http['server_peak_rss_mb']} MB a server process.")
     return "\n".join(lines)
