@@ -363,7 +363,7 @@ def _render_report(report: dict[str, Any], path: Path) -> str:
 def _eval_settings(settings: Settings) -> dict[str, Any]:
     keys = ("embedding_model", "chunk_size", "chunk_overlap", "bm25_weight_same", "bm25_weight_cross",
             "sentence_weight", "same_lang_bonus", "answer_passages", "answerer", "abstain_threshold",
-            "reader_passages", "reader_window_tokens", "reader_stride", "reader_precision")
+            "reader_passages", "reader_window_tokens", "reader_precision")
     return {**{k: getattr(settings, k) for k in keys}, "threshold": settings.threshold()}
 
 

@@ -84,13 +84,13 @@ class Settings(BaseSettings):
     # sources". Unset: the threshold fitted with the answerer's confidence
     # (qa/confidence_weights.json for the rules, qa/reader_confidence.json for the reader).
     abstain_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    # The reader (qa/reader.py, qa/reading.py): its weights; the top passages it reads
-    # (whole, in one batch); its windows (word pieces, question included) and their
-    # overlap; its arithmetic ("int8": dynamic int8 Linear layers; "bf16": autocast).
+    # The reader (qa/reader.py, qa/reading.py): its weights; how many top passages its window
+    # draws sentences from and the window's size in word pieces, question included (unset:
+    # the fitted ones in qa/reader_confidence.json); its arithmetic ("int8": dynamic int8
+    # Linear layers; "bf16": autocast).
     reader_weights: Path = PROJECT_ROOT / "qa" / "models" / "reader.safetensors"
-    reader_passages: int = Field(default=3, ge=1, le=20)
-    reader_window_tokens: int = Field(default=256, ge=48, le=512)
-    reader_stride: int = Field(default=64, ge=0, le=256)
+    reader_passages: int | None = Field(default=None, ge=1, le=20)
+    reader_window_tokens: int | None = Field(default=None, ge=48, le=512)
     reader_precision: Literal["int8", "bf16", "fp32"] = "bf16"
     # Longest question accepted (characters).
     max_question_chars: int = Field(default=1000, ge=10)

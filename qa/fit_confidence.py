@@ -6,11 +6,12 @@ Three things are fitted, in this order, on questions of XQuAD dev's articles of 
 trained on the other half, see the Makefile), so that the reader's scores look as they do
 on questions it has never seen:
 
-1. the span choice (``qa.reading.Selection``): the weights of a window's "no answer", of
-   the passage's retrieval score and rank and of its being in the question's language
-   beside the span's score, by the share of answers whose sentence holds a gold answer (a
-   grid), over the questions asked of the paragraphs and of the articles joined into long
-   documents (``as_articles``: the bundled sources' shape);
+1. the packing (``qa.reading.Packing``: how many top passages the window draws sentences
+   from, and its size) together with the span choice (``qa.reading.Selection``: the weights
+   of the passage's retrieval score and rank, its being in the question's language and the
+   sentence's cosine beside the span's score), by the share of answers whose sentence holds
+   a gold answer (a grid), over the questions asked of the paragraphs and of the articles
+   joined into long documents (``as_articles``: the bundled sources' shape);
 2. how a follow-up is read (``qa.reading.asked``): the current question first or the
    earlier one first, on pairs of consecutive questions about one paragraph, asked of the
    articles;
@@ -33,6 +34,7 @@ import argparse
 import dataclasses
 import itertools
 import json
+import math
 import pickle
 import sys
 from dataclasses import dataclass
@@ -50,7 +52,7 @@ from qa.metrics import contains
 from qa.pipeline import QAService
 from qa.questions import resolve_follow_up
 from qa.reader import Reader
-from qa.reading import FEATURES, Candidate, ReadingAnswerer, Selection
+from qa.reading import FEATURES, Candidate, Packing, ReadingAnswerer, Selection
 from qa.types import Document
 
 # The weight of each kind of negative against the on-topic answers: the prior that a
@@ -58,8 +60,13 @@ from qa.types import Document
 NEAR_MISS_SHARE = 0.15
 OFF_TOPIC_SHARE = 0.25
 # The span-choice grid (``Selection``'s weights).
-GRID = {"null": (0.0, -0.25, -0.5, -0.75, -1.0), "retrieval": (0.0, 10.0, 20.0, 40.0, 80.0, 160.0),
-        "rank": (0.0, -0.5, -1.0, -2.0), "same_lang": (0.0, 0.5, 1.0, 2.0)}
+GRID = {"retrieval": (0.0, 10.0, 20.0, 40.0, 80.0, 160.0),
+        "rank": (0.0, -0.5, -1.0, -2.0), "same_lang": (0.0, 0.5, 1.0, 2.0), "sentence": (0.0, 2.5, 5.0, 10.0, 20.0)}
+# The packings tried (``qa.reading.Packing``): windows of at most 288 word pieces, for the
+# latency target (160 pieces cost ~44 ms on two cores, 256 ~62 ms). A first fit over 128-192
+# pieces, 2-4 passages and 0-1 following sentences, by the span score alone, chose 2 / 160 / 0;
+# 4 passages and a following sentence never helped.
+PACKINGS = tuple(Packing(p, w) for w in (160, 224, 288) for p in (2, 3))
 ORDERS = ("earlier-first", "current-first")
 
 
@@ -73,27 +80,27 @@ class Reading:
 
 
 def read_items(answerer: ReadingAnswerer, service: QAService, items: list[EvalItem], kind: str,
-               near_miss: bool = False, order: str | None = None) -> list[Reading]:
+               near_miss: bool = False, order: str | None = None, packing: Packing | None = None) -> list[Reading]:
     out = []
     for it in tqdm(items, desc=kind, unit="q", file=sys.stderr, dynamic_ncols=True):
+        qvec = service.encode_questions([(it.question, it.history)])[0]
         passages = service.retriever.search(resolve_follow_up(it.question, list(it.history)),
-                                            service.settings.answer_passages + (2 if near_miss else 0))
+                                            service.settings.answer_passages + (2 if near_miss else 0), qvec=qvec)
         if near_miss:
             passages = [p for p in passages if p.chunk.doc_id not in it.doc_ids]
-        cands = answerer.candidates(passages, it.question, it.history[-1] if it.history else None, follow_up=order,
-                                    selection=Selection())
+        cands = answerer.candidates(passages, it.question, qvec, it.history[-1] if it.history else None,
+                                    follow_up=order, selection=Selection(), packing=packing)
         right = []
         for c in cands:
-            s0 = c.passage.chunk.start + c.span.start
-            a, b = answerer.sentences(c.passage.chunk.doc_id, s0, s0 + len(c.text))
-            right.append(not near_miss and contains(answerer.index.docs[c.passage.chunk.doc_id].text[a:b], it.answers))
+            a, b = answerer.sentences(c.doc_id, c.start, c.end)
+            right.append(not near_miss and contains(answerer.index.docs[c.doc_id].text[a:b], it.answers))
         out.append(Reading(kind, tuple(cands), tuple(right)))
     return out
 
 
 def choose(r: Reading, sel: Selection) -> tuple[list[Candidate], bool]:
     """The candidates best first under ``sel``, and whether the best is right."""
-    values = [sel.value(c.span, c.passage, c.lang) for c in r.cands]
+    values = [sel.value(c) for c in r.cands]
     order = sorted(range(len(r.cands)), key=lambda i: -values[i])
     ranked = [dataclasses.replace(r.cands[i], value=values[i]) for i in order]
     return ranked, bool(order) and r.right[order[0]]
@@ -182,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--near-misses", type=int, default=160, help="near misses read a language pair")
     ap.add_argument("--articles", type=int, default=200,
                     help="questions read a language pair against the articles joined into long documents")
+    ap.add_argument("--packing-questions", type=int, default=80,
+                    help="questions a language pair and shape (paragraphs, articles) each packing is tried on")
     ap.add_argument("--follow-ups", type=int, default=120, help="follow-up pairs read a language")
     ap.add_argument("--limit", type=int, default=0, help="first N questions of each setting (a quick look)")
     ap.add_argument("--cache", type=Path, help="keep what was read here (pickle), and fit from it when it exists: the "
@@ -189,35 +198,67 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.cache and args.cache.is_file():
         with args.cache.open("rb") as f:
-            on, near, follow, off = pickle.load(f)  # a file this command wrote
-        return write(fit_all(on, near, follow, off), args)
-    on, near, follow, off = read_all(args)
+            readings = pickle.load(f)  # a file this command wrote
+        return write(fit_all(readings), args)
+    readings = read_all(args)
     if args.cache:
         args.cache.parent.mkdir(parents=True, exist_ok=True)
         with args.cache.open("wb") as f:
-            pickle.dump((on, near, follow, off), f)
-    return write(fit_all(on, near, follow, off), args)
+            pickle.dump(readings, f)
+    return write(fit_all(readings), args)
 
 
-def read_all(args: argparse.Namespace) -> tuple[list[Reading], list[Reading], dict[str, list[Reading]], list[Reading]]:
+@dataclass(frozen=True)
+class Readings:
+    """What the fits read: answers, near misses, follow-ups (by order), off-topic, with the
+    packing chosen first and each packing's share of right answers."""
+
+    on: list[Reading]
+    near: list[Reading]
+    follow: dict[str, list[Reading]]
+    off: list[Reading]
+    packing: dict[str, int]
+    packing_fit: dict[str, float]
+
+
+def read_all(args: argparse.Namespace) -> Readings:
     """Everything the fits need, read once."""
     settings = Settings(answerer="reader")
     encoder = load_encoder(settings.embedding_model, settings.embedding_threads)
     reader = Reader.load(args.reader, settings.reader_precision)
     fitted: dict[str, Any] = {"weights": {}}
-    on: list[Reading] = []
-    near: list[Reading] = []
-    follow: dict[str, list[Reading]] = {o: [] for o in ORDERS}
+    def service_of(es: EvalSet) -> QAService:
+        return QAService(build(list(es.docs or ()), encoder, settings, clean=False), encoder, settings, reader=reader)
+
+    # each setting's questions, its articles (joined paragraphs) and a service on each shape
+    sets: list[tuple[EvalSet, list[EvalItem], EvalSet, QAService, QAService]] = []
     for es in load_dataset(args.xquad, {}, ("same", "cross")):
         items = [it for it in es.items if item_half(it) == args.half]
         items = items[:args.limit] if args.limit else items
-        service = QAService(build(list(es.docs or ()), encoder, settings, clean=False), encoder, settings, reader=reader)
-        answerer = ReadingAnswerer(service.index, reader, fitted=fitted)
-        on += read_items(answerer, service, items, f"{es.setting} answers, paragraphs")
-        near += read_items(answerer, service, items[:args.near_misses], f"{es.setting} near misses", near_miss=True)
         long = as_articles(dataclasses.replace(es, items=tuple(items)))
-        service = QAService(build(list(long.docs or ()), encoder, settings, clean=False), encoder, settings,
-                            reader=reader)
+        sets.append((es, items, long, service_of(es), service_of(long)))
+    # the packing first, on questions asked of the paragraphs and of the articles, by the
+    # share of right answers under the best span choice for it; then everything is read with it
+    packing_fit = {}
+    for pk in PACKINGS:
+        tried = [r for es, items, long, short, service in sets for shape, svc, its in
+                 (("paragraphs", short, items), ("articles", service, list(long.items)))
+                 for r in read_items(ReadingAnswerer(svc.index, reader, fitted=fitted), svc,
+                                     its[:args.packing_questions], f"{es.setting} {shape}, {pk}", packing=pk)]
+        packing_fit[json.dumps(dataclasses.asdict(pk))] = fit_selection(tried)[1]["chosen"]
+        n = len(tried)
+    # the cheapest packing (fewest pieces, then passages) within a standard error of the best:
+    # a window's pieces are the answer's cost (a 224-piece window on one thread ~95 ms, 160 ~74)
+    best = max(packing_fit.values())
+    close = [json.loads(k) for k, v in packing_fit.items() if v >= best - math.sqrt(best * (1 - best) / n)]
+    fitted["packing"] = min(close, key=lambda p: (p["window_tokens"], p["passages"]))
+    on: list[Reading] = []
+    near: list[Reading] = []
+    follow: dict[str, list[Reading]] = {o: [] for o in ORDERS}
+    for es, items, long, short, service in sets:
+        answerer = ReadingAnswerer(short.index, reader, fitted=fitted)
+        on += read_items(answerer, short, items, f"{es.setting} answers, paragraphs")
+        near += read_items(answerer, short, items[:args.near_misses], f"{es.setting} near misses", near_miss=True)
         answerer = ReadingAnswerer(service.index, reader, fitted=fitted)
         on += read_items(answerer, service, list(long.items)[:args.articles], f"{es.setting} answers, articles")
         if es.setting.split("→")[0] == es.setting.split("→")[1]:
@@ -228,11 +269,11 @@ def read_all(args: argparse.Namespace) -> tuple[list[Reading], list[Reading], di
     off_items = [eval_item(r, {}) for r in off_topic_rows(args.xquad, args.half)]
     off = read_items(ReadingAnswerer(bundled.index, reader, fitted=fitted), bundled,
                      off_items[:args.limit * 2] if args.limit else off_items, "off-topic")
-    return on, near, follow, off
+    return Readings(on, near, follow, off, fitted["packing"], packing_fit)
 
 
-def fit_all(on: list[Reading], near: list[Reading], follow: dict[str, list[Reading]],
-            off: list[Reading]) -> dict[str, Any]:
+def fit_all(r: Readings) -> dict[str, Any]:
+    on, near, follow, off = r.on, r.near, r.follow, r.off
     selection, chosen = fit_selection(on)
     follow_scores = {o: round(float(np.mean([choose(r, selection)[1] for r in follow[o] if r.cands])), 4) for o in ORDERS}
     order = max(ORDERS, key=lambda o: follow_scores[o])
@@ -249,7 +290,8 @@ def fit_all(on: list[Reading], near: list[Reading], follow: dict[str, list[Readi
 
     result = fit_logistic({"on_topic": rows(on), "near_miss": rows(near), "off_topic": rows(off)},
                           {"near_miss": NEAR_MISS_SHARE, "off_topic": OFF_TOPIC_SHARE})
-    return {"selection": dataclasses.asdict(selection), "selection_fit": chosen,
+    return {"packing": r.packing, "packing_fit": r.packing_fit, "selection": dataclasses.asdict(selection),
+            "selection_fit": chosen,
             "follow_up": order, "follow_up_fit": follow_scores, **result}
 
 

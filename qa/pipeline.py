@@ -20,7 +20,7 @@ from qa.embedding import encode, warm_up
 from qa.index import IndexData
 from qa.questions import follow_up_type, last_question, resolve_follow_up
 from qa.reader import Reader, cached_reader
-from qa.reading import ReadingAnswerer, ReadingSettings
+from qa.reading import ReadingAnswerer, packing
 from qa.retrieval import Mode, Retriever
 from qa.text import detect_lang
 from qa.types import Answer, Citation, Passage
@@ -34,8 +34,7 @@ class QAService:
         self.settings = settings
         if reader is None and settings.answerer == "reader":
             reader = cached_reader(settings.reader_weights, settings.reader_precision)
-        self.reading = None if reader is None else ReadingAnswerer(index, reader, ReadingSettings(
-            passages=settings.reader_passages, window_tokens=settings.reader_window_tokens, stride=settings.reader_stride))
+        self.reading = None if reader is None else ReadingAnswerer(index, reader, packing=packing(settings))
         self.extractor = Extractor(index, embed=lambda words: encode(encoder, words))
         # one store of word vectors: those of a question's words the index lacks are
         # encoded with the question (``encode_questions``) and read by both stages
@@ -77,7 +76,7 @@ class QAService:
             elif kind == "reader":
                 if self.reading is None:
                     raise ValueError("the reader is not loaded (answerer 'reader' needs it)")
-                draft = self.reading(passages, question, earlier=last_question(history))
+                draft = self.reading(passages, question, qvec, earlier=last_question(history))
             else:
                 draft = self.extractor(self.index, passages, question=question, query=query,
                                        qtype=follow_up_type(question, history), lang=lang, qvec=qvec,

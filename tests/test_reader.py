@@ -224,12 +224,44 @@ def test_fit_set_articles_and_span_choice():
     texts = {d.doc_id: d.text for d in long.docs}
     assert all(any(a in texts[it.doc_ids[0]] for a in it.answers) for it in long.items)
 
-    def cand(score: float, null: float, retrieval: float, lang: str) -> Candidate:
+    def cand(score: float, cosine: float, retrieval: float, lang: str) -> Candidate:
         chunk = Chunk("c", "d", 0, 10, "0123456789", lang)
-        return Candidate(Span(0, 0, 3, score, null), Passage(chunk, retrieval, 0.0, retrieval), "012", 0.0, "en")
+        return Candidate(Span(0, 0, 3, score, 1.0), Passage(chunk, retrieval, 0.0, retrieval), "012", 0.0, "en",
+                         "d", 0, 3, cosine)
 
-    # the right span (second) scores lower but reads a window the reader finds related
-    r = Reading("on_topic", (cand(9.0, 8.0, 0.3, "ru"), cand(7.0, 0.0, 0.5, "en")), (False, True))
+    # the right span (second) scores lower but stands in a sentence closer to the question,
+    # in a passage retrieval ranks higher
+    r = Reading("on_topic", (cand(9.0, 0.2, 0.3, "ru"), cand(7.0, 0.7, 0.5, "en")), (False, True))
     assert choose(r, Selection())[1] is False
     sel, fit = fit_selection([r])
     assert choose(r, sel)[1] is True and fit["chosen"] == 1.0 and fit["span_score_alone"] == 0.0
+
+
+@pytest.mark.parametrize("question", QUESTIONS[:3])
+def test_packed_window_is_the_sources_sentences_closest_to_the_question(reading_service, question):
+    """The window holds whole sentences of the top passages, each verbatim at its offset,
+    within the word-piece budget, the closest to the question among them; a span of the
+    window maps back to the same text in its source."""
+    from qa.reading import Packing
+
+    svc = reading_service
+    qvec = svc.encode_questions([(question, ())])[0]
+    passages = svc.retriever.search(question, 5, qvec=qvec)
+    answerer = svc.reading
+    pk = Packing(passages=2, window_tokens=64)
+    text, pieces = answerer.pack(passages, qvec, question, pk)
+    assert pieces and [p.offset for p in pieces] == sorted(p.offset for p in pieces)
+    for p in pieces:
+        source = svc.index.docs[p.doc_id].text
+        assert text[p.offset:p.offset + p.end - p.start] == source[p.start:p.end]
+        assert p.rank < 2
+    ids = answerer.reader.tokenizer(question, text)["input_ids"]
+    assert len(ids) <= pk.window_tokens + 4
+    # every sentence of those passages left out is no closer to the question than one taken
+    rows = {r for p in passages[:2] for r in range(p.chunk.sent_lo, p.chunk.sent_hi)}
+    cos = {r: float(svc.index.sentence_index.reconstruct(r) @ qvec) for r in rows}
+    taken = {(p.doc_id, p.start) for p in pieces}
+    out = [c for r, c in cos.items() if (svc.index.sentence(r).doc_id, svc.index.sentence(r).start) not in taken]
+    assert not out or max(out) <= max(p.cosine for p in pieces) + 1e-6
+    for c in answerer.candidates(passages, question, qvec, packing=pk):
+        assert svc.index.docs[c.doc_id].text[c.start:c.end] == c.text and c.passage is passages[c.span.key]
