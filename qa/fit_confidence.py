@@ -64,8 +64,9 @@ GRID = {"retrieval": (0.0, 10.0, 20.0, 40.0, 80.0, 160.0),
         "rank": (0.0, -0.5, -1.0, -2.0), "same_lang": (0.0, 0.5, 1.0, 2.0), "sentence": (0.0, 2.5, 5.0, 10.0, 20.0)}
 # The packings tried (``qa.reading.Packing``): windows of at most 288 word pieces, for the
 # latency target (160 pieces cost ~44 ms on two cores, 256 ~62 ms). A first fit over 128-192
-# pieces, 2-4 passages and 0-1 following sentences, by the span score alone, chose 2 / 160 / 0;
-# 4 passages and a following sentence never helped.
+# pieces, 2-4 passages and with or without each chosen sentence's next one, by the span score
+# alone, chose 2 passages, 160 pieces, no next sentence; 4 passages and the next sentence
+# never helped, so they are no longer tried (nor offered).
 PACKINGS = tuple(Packing(p, w) for w in (160, 224, 288) for p in (2, 3))
 ORDERS = ("earlier-first", "current-first")
 

@@ -20,7 +20,7 @@ from qa.embedding import encode, warm_up
 from qa.index import IndexData
 from qa.questions import follow_up_type, last_question, resolve_follow_up
 from qa.reader import Reader, cached_reader
-from qa.reading import ReadingAnswerer, packing
+from qa.reading import ReadingAnswerer, fitted_packing
 from qa.retrieval import Mode, Retriever
 from qa.text import detect_lang
 from qa.types import Answer, Citation, Passage
@@ -34,7 +34,7 @@ class QAService:
         self.settings = settings
         if reader is None and settings.answerer == "reader":
             reader = cached_reader(settings.reader_weights, settings.reader_precision)
-        self.reading = None if reader is None else ReadingAnswerer(index, reader, packing=packing(settings))
+        self.reading = None if reader is None else ReadingAnswerer(index, reader, packing=fitted_packing(settings))
         self.extractor = Extractor(index, embed=lambda words: encode(encoder, words))
         # one store of word vectors: those of a question's words the index lacks are
         # encoded with the question (``encode_questions``) and read by both stages

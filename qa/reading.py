@@ -104,14 +104,11 @@ class Selection:
 
 @dataclass(frozen=True)
 class Packing:
-    """What the window holds: the sentences of the top ``passages`` closest to the question
-    (each with the ``after`` sentences that follow it: an answer often stands just after
-    the sentence that repeats the question's words), until ``window_tokens`` word pieces,
-    question included. Fitted (``qa.fit_confidence``)."""
+    """What the window holds: the sentences of the top ``passages`` closest to the question,
+    until ``window_tokens`` word pieces, question included. Fitted (``qa.fit_confidence``)."""
 
     passages: int = 2
     window_tokens: int = 160
-    after: int = 0
 
 
 @dataclass(frozen=True)
@@ -163,13 +160,10 @@ class ReadingAnswerer:
         chosen: set[int] = set()
         used = 0
         for row in sorted(cosine, key=lambda r: -cosine[r]):
-            for r in range(row, row + 1 + pk.after):
-                if r in chosen or r not in holder or self.index.sentences[r, 0] != self.index.sentences[row, 0]:
-                    continue
-                n = self._sentence_pieces(r)
-                if used + n <= room:
-                    chosen.add(r)
-                    used += n
+            n = self._sentence_pieces(row)
+            if used + n <= room:
+                chosen.add(row)
+                used += n
             if used >= room - 8:
                 break
         order = self.index.manifest["doc_order"]
@@ -282,7 +276,7 @@ def _same_answer(x: str, y: str) -> bool:
     return bool(a) and (a in b or b in a)
 
 
-def packing(settings: Any) -> Packing:
+def fitted_packing(settings: Any) -> Packing:
     """The fitted packing, with what ``settings`` (QA_READER_PASSAGES, QA_READER_WINDOW_TOKENS) sets."""
     fitted = Packing(**confidence_model().get("packing", {}))
     return dataclasses.replace(fitted, passages=settings.reader_passages or fitted.passages,

@@ -193,7 +193,7 @@ def headline(report: dict[str, Any]) -> str:
     project = _fused(report, "technopolis", "bundled sources")
     s = report["settings"]
     lines = [f"Generated {report['generated']} by `{report.get('command', COMMAND)}`: fused retrieval, "
-             f"answer step `{s.get('answerer')}`, confidence threshold {s.get('abstain_threshold')}. "
+             f"answer step `{s.get('answerer')}`, confidence threshold {s.get('threshold', s.get('abstain_threshold'))}. "
              "Cells: containment@1 · short-answer EM / F1.",
              "",
              "| question → source | project set (bundled sources) | XQuAD dev |",
