@@ -17,9 +17,6 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -29,14 +26,8 @@ from typing import Any
 import pytest
 
 from qa.config import PROJECT_ROOT
-from qa.workers import free_port
-
-CHROMIUM = Path("/usr/bin/chromium")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-# The index is built on the server's first start when it is missing (a clean clone).
-STARTUP_SECONDS = 600
-ANSWER_MS = 60_000
+from tests import live as helpers
+from tests.live import ANSWER_MS, MANY_VISITORS, Page, chromium, require_browser, serve
 
 EN_QUESTION = "Where is Technopolis Moscow located?"
 RU_QUESTION = "Когда был основан Технополис Москва?"
@@ -46,10 +37,6 @@ RU_OFF_TOPIC = "Какой рецепт борща?"
 # the confidence fit): the two off-topic questions are declined (confidence 0.14 / 0.04 with
 # `qa ask --json`), the two on-topic ones answered (0.92 / 0.99).
 
-
-# Every page of these tests comes from 127.0.0.1: one client to the rate limit, which is
-# for one visitor (60 a minute by default), not for a test module full of them.
-MANY_VISITORS = {"QA_RATE_LIMIT_PER_MINUTE": "6000", "QA_RATE_LIMIT_BURST": "200"}
 
 # A source whose text, title and link try to run script in the widget and the source viewer.
 XSS_PAYLOADS = ['<script>window.__xss = "script"</script>', '<img src=x onerror="window.__xss = \'img\'">',
@@ -63,70 +50,18 @@ XSS_META = {"title": 'Probe <img src=x onerror="window.__xss = \'title\'"> notes
 XSS_QUESTION = "When did the Probe Laboratory open?"
 
 
-def _require_browser() -> None:
-    problem = None
-    if not CHROMIUM.exists():
-        problem = f"{CHROMIUM} is missing (apt-get install chromium fonts-dejavu-core; `make browser` does it)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            problem = "the playwright package is missing (pip install -e '.[dev]')"
-    if problem:
-        if IN_CI:
-            pytest.fail(f"browser tests cannot run in CI: {problem}", pytrace=False)
-        pytest.skip(problem)
-
-
-def _get(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except OSError:
-        return 0
-
-
-@contextlib.contextmanager
-def _serve(tmp: Path, env: dict[str, str]) -> Iterator[dict[str, Any]]:
-    """``uvicorn server:app`` on a free loopback port with a private question database."""
-    db = tmp / "qa.sqlite3"
-    port = free_port()
-    full_env = {**os.environ, "QA_DB_PATH": str(db), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **env}
-    log_path = tmp / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "server:app", "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=PROJECT_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while _get(f"{base}/readyz") != 200:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the server did not become ready:\n{log_path.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.5)
-        yield {"url": base, "db": db, "log": log_path}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory) -> Iterator[dict[str, Any]]:
     """The server over the bundled sources and their index."""
-    _require_browser()
-    with _serve(tmp_path_factory.mktemp("live"), MANY_VISITORS) as live:
+    require_browser()
+    with serve(tmp_path_factory.mktemp("live"), MANY_VISITORS) as live:
         yield live
 
 
 @pytest.fixture(scope="module")
 def xss_server(tmp_path_factory) -> Iterator[dict[str, Any]]:
     """The server over the tiny test corpus plus a source full of markup and script."""
-    _require_browser()
+    require_browser()
     tmp = tmp_path_factory.mktemp("xss")
     sources = tmp / "sources"
     shutil.copytree(PROJECT_ROOT / "tests" / "corpus", sources)
@@ -134,7 +69,7 @@ def xss_server(tmp_path_factory) -> Iterator[dict[str, Any]]:
     (sources / "xss-probe.meta.json").write_text(json.dumps(XSS_META), encoding="utf-8")
     env = {"QA_SOURCES_DIR": str(sources), "QA_INDEX_DIR": str(tmp / "index"), "QA_CHUNK_SIZE": "300",
            "QA_CHUNK_OVERLAP": "60", "QA_ABSTAIN_THRESHOLD": "0", **MANY_VISITORS}
-    with _serve(tmp, env) as live:
+    with serve(tmp, env) as live:
         yield live
 
 
@@ -147,19 +82,8 @@ def strict_server(tmp_path_factory, xss_server) -> Iterator[dict[str, Any]]:
     env = {"QA_SOURCES_DIR": str(xss / "sources"), "QA_INDEX_DIR": str(xss / "index"), "QA_CHUNK_SIZE": "300",
            "QA_CHUNK_OVERLAP": "60", "QA_ABSTAIN_THRESHOLD": "0", "QA_RATE_LIMIT_PER_MINUTE": "1",
            "QA_RATE_LIMIT_BURST": "2"}
-    with _serve(tmp, env) as live:
+    with serve(tmp, env) as live:
         yield live
-
-
-@contextlib.contextmanager
-def chromium() -> Iterator[Any]:
-    """Debian's Chromium, driven by Playwright (its own browser download is never used)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -174,46 +98,6 @@ def shots(tmp_path_factory) -> Path:
     path = Path(out) if out else tmp_path_factory.mktemp("screenshots")
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-class Page:
-    """One fresh browser context on the demo page, recording console errors (CSP reports among them)."""
-
-    def __init__(self, browser: Any, base: str, width: int = 1100, height: int = 800, locale: str = "en-US",
-                 bypass_csp: bool = False) -> None:
-        self.context = browser.new_context(viewport={"width": width, "height": height}, locale=locale,
-                                           bypass_csp=bypass_csp)
-        self.page = self.context.new_page()
-        self.errors: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.goto(base + "/")
-        self.page.wait_for_selector("#tqa-root .tqa-launcher")
-
-    def open(self) -> None:
-        self.page.click(".tqa-launcher")
-        self.page.wait_for_selector(".tqa-panel", state="visible")
-
-    def ask(self, question: str, *, keyboard: bool = False) -> dict[str, Any]:
-        """Ask through the input box; returns the /api/ask JSON the widget received."""
-        bots = self.page.locator(".tqa-msg-bot").count()
-        with self.page.expect_response(lambda r: r.url.endswith("/api/ask"), timeout=ANSWER_MS) as resp:
-            if keyboard:
-                self.page.keyboard.type(question)
-                self.page.keyboard.press("Enter")
-            else:
-                self.page.fill(".tqa-input", question)
-                self.page.press(".tqa-input", "Enter")
-        assert resp.value.status == 200, resp.value.text()
-        data = resp.value.json()
-        self.page.locator(".tqa-msg-bot").nth(bots).wait_for(timeout=ANSWER_MS)
-        return data
-
-    def last_bot(self) -> Any:
-        return self.page.locator(".tqa-msg-bot").last
-
-    def close(self) -> None:
-        self.context.close()
 
 
 @pytest.fixture()
@@ -365,7 +249,7 @@ def test_narrow_screen_has_no_horizontal_scroll(browser, live_server):
         p.close()
 
 
-def test_the_page_is_served_with_its_csp(live_server):
+def test_the_page_isserved_with_its_csp(live_server):
     with urllib.request.urlopen(live_server["url"] + "/") as r:
         csp = r.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "unsafe" not in csp
@@ -376,13 +260,13 @@ def test_the_page_is_served_with_its_csp(live_server):
 
 
 def test_missing_chromium_fails_in_ci_and_skips_elsewhere(monkeypatch, tmp_path):
-    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", tmp_path / "no-chromium")
-    monkeypatch.setattr(sys.modules[__name__], "IN_CI", True)
+    monkeypatch.setattr(helpers, "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.setattr(helpers, "IN_CI", True)
     with pytest.raises(pytest.fail.Exception, match="cannot run in CI"):
-        _require_browser()
-    monkeypatch.setattr(sys.modules[__name__], "IN_CI", False)
+        require_browser()
+    monkeypatch.setattr(helpers, "IN_CI", False)
     with pytest.raises(pytest.skip.Exception):
-        _require_browser()
+        require_browser()
 
 
 def _no_script_ran(p: Page, dialogs: list[str]) -> None:

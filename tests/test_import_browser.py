@@ -1,7 +1,7 @@
 """The widget shows the page of a citation into a source imported from a PDF: in the
 citation list ("p. N") and in the source viewer ("Quoted from p. N"), against the real
 server over the tiny corpus plus a PDF made here (Chromium driven by Playwright, as in
-tests/test_browser.py, whose helpers this uses)."""
+tests/live.py, whose helpers this uses)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from qa.config import PROJECT_ROOT, Settings
 from qa.importing import prepare, write_source
 from tests.documents import make_pdf
-from tests.test_browser import ANSWER_MS, MANY_VISITORS, Page, _require_browser, _serve, chromium
+from tests.live import ANSWER_MS, MANY_VISITORS, Page, chromium, require_browser, serve
 from tests.test_import import PDF_PAGES
 
 QUESTION = "How many resident companies did Technopark Omega have in 2020?"
@@ -22,7 +22,7 @@ QUESTION = "How many resident companies did Technopark Omega have in 2020?"
 
 @pytest.fixture(scope="module")
 def pdf_server(tmp_path_factory) -> Iterator[dict[str, Any]]:
-    _require_browser()
+    require_browser()
     tmp = tmp_path_factory.mktemp("pdf")
     sources = tmp / "sources"
     shutil.copytree(PROJECT_ROOT / "tests" / "corpus", sources)
@@ -30,7 +30,7 @@ def pdf_server(tmp_path_factory) -> Iterator[dict[str, Any]]:
     write_source(prepare(make_pdf(PDF_PAGES, title="Omega in figures"), "omega-figures.pdf", settings), sources)
     env = {"QA_SOURCES_DIR": str(sources), "QA_INDEX_DIR": str(tmp / "index"), "QA_CHUNK_SIZE": "300",
            "QA_CHUNK_OVERLAP": "60", "QA_ABSTAIN_THRESHOLD": "0", **MANY_VISITORS}
-    with _serve(tmp, env) as live:
+    with serve(tmp, env) as live:
         yield live
 
 

@@ -40,7 +40,7 @@ import pytest
 
 from qa.config import PROJECT_ROOT, Settings
 from tests.documents import NEWS_EN, make_pdf
-from tests.test_browser import _serve
+from tests.live import serve
 
 README = PROJECT_ROOT / "README.md"
 README_SERVER = "http://127.0.0.1:8000"
@@ -136,7 +136,7 @@ def bench(tmp_path_factory, encoder) -> Iterator[dict[str, Any]]:
     qa.chmod(0o755)
     # no rate limit: the test polls the reindex state between examples from one address
     server_env = {**envs["server"], "QA_ADMIN_TOKEN": TOKEN, "QA_RATE_LIMIT_PER_MINUTE": "0"}
-    with _serve(root / "server", server_env) as live:
+    with serve(root / "server", server_env) as live:
         env = {**os.environ, **envs["cli"], "QA_DB_PATH": str(live["db"]), "QA_ADMIN_TOKEN": TOKEN,
                "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(PROJECT_ROOT),
                "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
