@@ -32,7 +32,8 @@ from qa.config import READER_CONFIDENCE
 from qa.index import IndexData
 from qa.metrics import normalize_answer
 from qa.reader import Reader, Span, Window
-from qa.text import detect_lang
+from qa.retrieval import token_max_scores
+from qa.text import detect_lang, tokenize
 from qa.types import Passage
 
 FEATURES = ("margin", "score", "null", "retrieval", "dense", "rank", "gap", "agree", "sentence")
@@ -105,10 +106,13 @@ class Selection:
 @dataclass(frozen=True)
 class Packing:
     """What the window holds: the sentences of the top ``passages`` closest to the question,
-    until ``window_tokens`` word pieces, question included. Fitted (``qa.fit_confidence``)."""
+    until ``window_tokens`` word pieces, question included. A sentence's closeness is its
+    cosine plus ``lexical`` times the share of the question's words (weighed by their BM25
+    weight) it holds: the sentence that names what is asked. Fitted (``qa.fit_confidence``)."""
 
     passages: int = 2
     window_tokens: int = 160
+    lexical: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,8 @@ class ReadingAnswerer:
         self.follow_up = str(fitted.get("follow_up", "earlier-first"))
         self.weights: dict[str, float] = fitted["weights"]
         self._doc_order = {d: i for i, d in enumerate(index.manifest["doc_order"])}
+        # a word's weight in ``_word_share``: its highest BM25 contribution to a chunk (rare words weigh more)
+        self._word_weight = token_max_scores(index.bm25)
 
     def pack(self, passages: list[Passage], qvec: np.ndarray, question: str,
              packing: Packing | None = None) -> tuple[str, list[Piece]]:
@@ -156,10 +162,14 @@ class ReadingAnswerer:
         rows = np.fromiter(holder, dtype=np.int64)
         cos = self.index.sentence_index.reconstruct_batch(rows) @ qvec
         cosine = dict(zip(rows.tolist(), cos.tolist(), strict=True))
+        closeness = cosine
+        if pk.lexical:
+            share = self._word_share(question, list(cosine))
+            closeness = {r: c + pk.lexical * share[r] for r, c in cosine.items()}
         room = pk.window_tokens - self._pieces(question) - 4  # <s> q </s></s> window </s>
         chosen: set[int] = set()
         used = 0
-        for row in sorted(cosine, key=lambda r: -cosine[r]):
+        for row in sorted(closeness, key=lambda r: -closeness[r]):
             n = self._sentence_pieces(row)
             if used + n <= room:
                 chosen.add(row)
@@ -247,6 +257,23 @@ class ReadingAnswerer:
     @functools.lru_cache(maxsize=1 << 16)  # noqa: B019 - one answerer per loaded index
     def _sentence_pieces(self, row: int) -> int:
         return self._pieces(self.index.sentence(row).text)
+
+    @functools.lru_cache(maxsize=1 << 16)  # noqa: B019 - one answerer per loaded index
+    def _sentence_words(self, row: int) -> frozenset[str]:
+        return frozenset(tokenize(self.index.sentence(row).text))
+
+    def _word_share(self, question: str, rows: list[int]) -> dict[int, float]:
+        """Per sentence row, the share of the question's words it holds, each weighed by its
+        BM25 weight. (The question's words put into the other language's script, as the
+        retriever scores a passage of the other language, added nothing on XQuAD dev's half 0:
+        0.844 -> 0.846 right answers, 1,200 questions.)"""
+        weights = self._question_words(question)
+        total = sum(weights.values()) or 1.0
+        return {r: sum(weights.get(t, 0.0) for t in self._sentence_words(r)) / total for r in rows}
+
+    def _question_words(self, question: str) -> dict[str, float]:
+        vocab = self.index.bm25.vocab_dict
+        return {t: float(self._word_weight[vocab[t]]) for t in set(tokenize(question)) if t in vocab}
 
     def _pieces(self, text: str) -> int:
         return len(self.reader.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -30,7 +30,10 @@ from qa.config import PROJECT_ROOT
 from qa.datasets import XQUAD_DEV, article_half
 from qa.e5 import load_tokenizer
 from qa.reader import WEIGHTS, ReaderModel, cut_question, load_model, new_model, save_weights
+from qa.reading import Packing
 
+# The window the packed examples are read in: the service's fitted packing (qa/reader_confidence.json)
+PACKED = Packing(passages=2, window_tokens=160, lexical=0.5)
 DATA = PROJECT_ROOT / "data" / "squad-train" / "squad-en-train.json"
 WORK = PROJECT_ROOT / "var" / "reader-train"
 
@@ -90,6 +93,50 @@ def xquad_examples(folder: Path, halves: set[int], seed: int) -> list[Example]:
                     cl = rng.choice(("en", "ru"))
                     out.append(Example(f"{qs[ql]['id']}-{ql}{cl}-miss", qs[ql]["question"], paras[cl][other]["context"],
                                        None, ""))
+    return out
+
+
+def packed_examples(folder: Path, halves: set[int], reader_path: Path, packing: Packing,
+                    articles: int | None = None) -> list[Example]:
+    """XQuAD dev's questions of the articles in ``halves`` against the window the service
+    packs for them (``qa.reading``): each article in each language joined into one
+    document, as the bundled sources are long documents, the question retrieved and packed
+    for in both languages. The target is the first place the window holds the answer (in
+    that language's annotation), or "no answer" when retrieval and packing left it out.
+    A reader trained on whole paragraphs only reads one paragraph that holds the answer;
+    the service asks it to choose among the closest sentences of several passages."""
+    from qa.config import Settings
+    from qa.embedding import load_encoder
+    from qa.index import build
+    from qa.pipeline import QAService
+    from qa.reader import Reader
+    from qa.reading import ReadingAnswerer
+    from qa.types import Document
+
+    settings = Settings()
+    encoder = load_encoder(settings.embedding_model, settings.embedding_threads)
+    reader = Reader.load(reader_path, "bf16")  # its tokenizer measures the window
+    langs = {lang: [a for a in json.loads((folder / f"xquad.{lang}.json").read_text(encoding="utf-8"))["data"]
+                    if article_half(a["title"]) in halves][:articles] for lang in ("en", "ru")}
+    titles = [a["title"] for a in langs["en"]]  # one title an article: the English one
+    out: list[Example] = []
+    for cl in ("en", "ru"):
+        docs = [Document(doc_id=f"{cl}:{t}", text="\n\n".join(p["context"] for p in a["paragraphs"]), lang=cl, title=t)
+                for t, a in zip(titles, langs[cl], strict=True)]
+        service = QAService(build(docs, encoder, settings, clean=False), encoder, settings, reader=reader)
+        answerer = ReadingAnswerer(service.index, reader, packing=packing)
+        for ai, art in enumerate(langs["en"]):
+            for k, para in enumerate(art["paragraphs"]):
+                for qi, qa_en in enumerate(para["qas"]):
+                    answer = langs[cl][ai]["paragraphs"][k]["qas"][qi]["answers"][0]["text"]
+                    for ql in ("en", "ru"):
+                        q = langs[ql][ai]["paragraphs"][k]["qas"][qi]
+                        qvec = service.encode_questions([(q["question"], ())])[0]
+                        passages = service.retriever.search(q["question"], settings.answer_passages, qvec=qvec)
+                        text, _pieces = answerer.pack(passages, qvec, q["question"])
+                        at = text.find(answer)
+                        out.append(Example(f"{qa_en['id']}-{ql}{cl}-packed", q["question"], text,
+                                           at if at >= 0 else None, answer if at >= 0 else ""))
     return out
 
 
@@ -179,8 +226,10 @@ def train(args: argparse.Namespace) -> dict[str, object]:
         # continued training: XQuAD dev's articles of one half in EN, RU and across, with
         # a replay of the SQuAD questions so that what the first stage learned stays
         rng = random.Random(args.seed)
-        examples = rng.sample(examples, min(args.replay, len(examples))) + xquad_examples(
-            args.xquad, {0, 1} if args.xquad_half == 2 else {args.xquad_half}, args.seed)
+        halves = {0, 1} if args.xquad_half == 2 else {args.xquad_half}
+        examples = rng.sample(examples, min(args.replay, len(examples))) + xquad_examples(args.xquad, halves, args.seed)
+        if args.packed:
+            examples += packed_examples(args.xquad, halves, args.init or WEIGHTS, PACKED)
     feats = featurize(examples, tokenizer, args.max_len, args.stride)
     per_epoch = math.ceil(len(feats) / args.batch)
     total = args.max_steps or per_epoch * args.epochs
@@ -264,6 +313,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--xquad-half", type=int, choices=(0, 1, 2),
                    help="train on XQuAD dev's articles of this half (2: both) plus --replay SQuAD questions")
     p.add_argument("--replay", type=int, default=2000)
+    p.add_argument("--packed", action=argparse.BooleanOptionalAction, default=False,
+                   help="also the XQuAD questions against the windows the service packs for them")
     p.add_argument("--limit", type=int, default=0, help="first N questions only (tests)")
     p.add_argument("--max-steps", type=int, default=0, help="stop after N steps (tests)")
     p.add_argument("--save-every", type=int, default=50)

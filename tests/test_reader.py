@@ -135,6 +135,26 @@ def test_second_stage_reads_xquad_every_way_and_continues_a_reader(tmp_path, tin
     assert weights_meta(out)["config"]["init"] == tiny_weights.name
 
 
+def test_packed_examples_are_the_services_windows_with_the_answer_in_them(tiny_weights):
+    """The packed examples: each question in both languages against the window packed from
+    its article in both languages; the target is the answer's text where the window holds
+    it, and the window is made of the article's sentences."""
+    from qa.datasets import XQUAD_DEV, article_half
+    from qa.reading import Packing
+    from qa.text import tokenize
+    from qa.train_reader import packed_examples
+
+    examples = packed_examples(XQUAD_DEV, {0}, tiny_weights, Packing(2, 96, 0.5), articles=1)
+    article = {lang: json.loads((XQUAD_DEV / f"xquad.{lang}.json").read_text(encoding="utf-8"))["data"] for lang in ("en", "ru")}
+    assert {e.qid.rsplit("-", 2)[1] for e in examples} == {"enen", "enru", "ruen", "ruru"}
+    answered = [e for e in examples if e.answer_start is not None]
+    assert len(answered) > len(examples) / 2
+    assert all(e.context[e.answer_start:e.answer_start + len(e.answer_text)] == e.answer_text for e in answered)
+    i = next(i for i, a in enumerate(article["en"]) if article_half(a["title"]) == 0)  # the half's first article
+    words = {lang: set(tokenize(" ".join(p["context"] for p in article[lang][i]["paragraphs"]))) for lang in article}
+    assert all(set(tokenize(e.context)) <= words[e.qid.rsplit("-", 2)[1][2:]] for e in examples)
+
+
 def test_missing_and_damaged_weights_are_clear_errors(tmp_path, tiny_weights):
     from qa.reader import check_weights, load_model
 
@@ -265,3 +285,28 @@ def test_packed_window_is_the_sources_sentences_closest_to_the_question(reading_
     assert not out or max(out) <= max(p.cosine for p in pieces) + 1e-6
     for c in answerer.candidates(passages, question, qvec, packing=pk):
         assert svc.index.docs[c.doc_id].text[c.start:c.end] == c.text and c.passage is passages[c.span.key]
+
+
+def test_packing_by_the_question_words_a_sentence_holds(reading_service):
+    """With the words' share weighing much more than the cosine, a window of room for one
+    sentence takes first the sentence holding most of the question's (BM25-weighted) words;
+    by the cosine alone, the sentence closest to the question."""
+    from qa.reading import Packing
+    from qa.text import tokenize
+
+    svc = reading_service
+    question = "What are the main activities of the residents of Technopark Alpha?"
+    qvec = svc.encode_questions([(question, ())])[0]
+    passages = svc.retriever.search(question, 5, qvec=qvec)
+    answerer = svc.reading
+    words = answerer._question_words(question)
+    rows = {r for p in passages[:2] for r in range(p.chunk.sent_lo, p.chunk.sent_hi)}
+    share = {r: sum(words.get(t, 0.0) for t in set(tokenize(svc.index.sentence(r).text))) for r in rows}
+    cosine = {r: float(svc.index.sentence_index.reconstruct(r) @ qvec) for r in rows}
+    row = {(svc.index.sentence(r).doc_id, svc.index.sentence(r).start): r for r in rows}
+    by_share, by_cosine = max(rows, key=share.__getitem__), max(rows, key=cosine.__getitem__)
+    assert share[by_share] > share[by_cosine]  # the two orders differ here
+    for lexical, best, key in ((100.0, by_share, share), (0.0, by_cosine, cosine)):
+        fits = answerer._pieces(question) + 4 + answerer._sentence_pieces(best)
+        _text, pieces = answerer.pack(passages, qvec, question, Packing(2, fits, lexical=lexical))
+        assert max(key[row[p.doc_id, p.start]] for p in pieces) == key[best]
