@@ -94,11 +94,23 @@ class IndexData:
 
     def parse(self, doc_id: str, a: int, b: int) -> Parse:
         """The parse of ``[a, b)`` of a document (sentences whole; offsets relative to ``a``)."""
-        return self.syntax.parse(self._doc_rows[doc_id], a, b)
+        return self.syntax.parse(self.doc_rows[doc_id], a, b)
 
     @functools.cached_property
-    def _doc_rows(self) -> dict[str, int]:
+    def doc_rows(self) -> dict[str, int]:
+        """Each document's row in ``sentences[:, 0]`` (its place in the manifest's ``doc_order``)."""
         return {d: i for i, d in enumerate(self.manifest["doc_order"])}
+
+    @functools.cached_property
+    def token_max(self) -> np.ndarray:
+        """Per BM25 vocabulary token, its highest BM25 contribution to any chunk (CSC column
+        max): the retriever's BM25 ceiling and the reading step's word weights."""
+        data, indptr = self.bm25.scores["data"], self.bm25.scores["indptr"]
+        out = np.zeros(len(indptr) - 1, dtype=np.float32)
+        nonempty = np.flatnonzero(np.diff(indptr) > 0)
+        if len(nonempty):
+            out[nonempty] = np.maximum.reduceat(data, indptr[nonempty])[: len(nonempty)] if len(data) else 0
+        return out
 
 
 @dataclass(frozen=True)

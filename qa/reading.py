@@ -32,7 +32,6 @@ from qa.config import READER_CONFIDENCE
 from qa.index import IndexData
 from qa.metrics import normalize_answer
 from qa.reader import Reader, Span, Window
-from qa.retrieval import token_max_scores
 from qa.text import detect_lang, tokenize
 from qa.types import Passage
 
@@ -144,9 +143,6 @@ class ReadingAnswerer:
         self.packing = packing or Packing(**fitted.get("packing", {}))
         self.follow_up = str(fitted.get("follow_up", "earlier-first"))
         self.weights: dict[str, float] = fitted["weights"]
-        self._doc_order = {d: i for i, d in enumerate(index.manifest["doc_order"])}
-        # a word's weight in ``_word_share``: its highest BM25 contribution to a chunk (rare words weigh more)
-        self._word_weight = token_max_scores(index.bm25)
 
     def pack(self, passages: list[Passage], qvec: np.ndarray, question: str,
              packing: Packing | None = None) -> tuple[str, list[Piece]]:
@@ -251,7 +247,7 @@ class ReadingAnswerer:
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one answerer per loaded index
     def _doc_sentences(self, doc_id: str) -> list[tuple[int, int]]:
-        rows = self.index.sentences[self.index.sentences[:, 0] == self._doc_order[doc_id]]
+        rows = self.index.sentences[self.index.sentences[:, 0] == self.index.doc_rows[doc_id]]
         return sorted((int(a), int(b)) for _d, a, b in rows)
 
     @functools.lru_cache(maxsize=1 << 16)  # noqa: B019 - one answerer per loaded index
@@ -272,8 +268,9 @@ class ReadingAnswerer:
         return {r: sum(weights.get(t, 0.0) for t in self._sentence_words(r)) / total for r in rows}
 
     def _question_words(self, question: str) -> dict[str, float]:
+        # a word's weight: its highest BM25 contribution to a chunk (rare words weigh more)
         vocab = self.index.bm25.vocab_dict
-        return {t: float(self._word_weight[vocab[t]]) for t in set(tokenize(question)) if t in vocab}
+        return {t: float(self.index.token_max[vocab[t]]) for t in set(tokenize(question)) if t in vocab}
 
     def _pieces(self, text: str) -> int:
         return len(self.reader.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -59,7 +59,7 @@ class Retriever:
         # Per chunk, the rows of its sentences: for the exact best-sentence score.
         self._sent_lo = np.array([c.sent_lo for c in index.chunks], dtype=np.int64)
         self._sent_hi = np.array([c.sent_hi for c in index.chunks], dtype=np.int64)
-        self._token_max = token_max_scores(index.bm25)
+        self._token_max = index.token_max  # computed at start-up, shared with the reading step
         # Per vocabulary word: its script and its stem's BM25 column (-1: none), for
         # ``_translated``; a question word's vector comes from ``vectors`` (in the service,
         # the answer step's, which holds those encoded with the question).
@@ -254,13 +254,3 @@ def _similarities(q: np.ndarray, vecs: np.ndarray, block: int = 1 << 16) -> np.n
         return q @ vecs.T
     return np.concatenate([q @ np.asarray(vecs[i:i + block], dtype=np.float32).T
                            for i in range(0, len(vecs), block)] or [np.zeros((len(q), 0), np.float32)], axis=1)
-
-
-def token_max_scores(bm25: Any) -> np.ndarray:
-    """Per vocabulary token, its highest BM25 contribution to any chunk (CSC column max)."""
-    data, indptr = bm25.scores["data"], bm25.scores["indptr"]
-    out = np.zeros(len(indptr) - 1, dtype=np.float32)
-    nonempty = np.flatnonzero(np.diff(indptr) > 0)
-    if len(nonempty):
-        out[nonempty] = np.maximum.reduceat(data, indptr[nonempty])[: len(nonempty)] if len(data) else 0
-    return out

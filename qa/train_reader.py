@@ -100,43 +100,42 @@ def packed_examples(folder: Path, halves: set[int], reader_path: Path, packing: 
                     articles: int | None = None) -> list[Example]:
     """XQuAD dev's questions of the articles in ``halves`` against the window the service
     packs for them (``qa.reading``): each article in each language joined into one
-    document, as the bundled sources are long documents, the question retrieved and packed
-    for in both languages. The target is the first place the window holds the answer (in
-    that language's annotation), or "no answer" when retrieval and packing left it out.
-    A reader trained on whole paragraphs only reads one paragraph that holds the answer;
-    the service asks it to choose among the closest sentences of several passages."""
+    document (``as_articles``, as the bundled sources are long documents), the question
+    retrieved and packed for in both languages. The target is the first place the window
+    holds the answer (in that language's annotation), or "no answer" when retrieval and
+    packing left it out. A reader trained on whole paragraphs only reads one paragraph that
+    holds the answer; the service asks it to choose among the closest sentences of several
+    passages."""
     from qa.config import Settings
+    from qa.datasets import item_half, load_dataset
     from qa.embedding import load_encoder
+    from qa.fit_confidence import as_articles
     from qa.index import build
     from qa.pipeline import QAService
     from qa.reader import Reader
     from qa.reading import ReadingAnswerer
-    from qa.types import Document
 
     settings = Settings()
     encoder = load_encoder(settings.embedding_model, settings.embedding_threads)
     reader = Reader.load(reader_path, "bf16")  # its tokenizer measures the window
-    langs = {lang: [a for a in json.loads((folder / f"xquad.{lang}.json").read_text(encoding="utf-8"))["data"]
-                    if article_half(a["title"]) in halves][:articles] for lang in ("en", "ru")}
-    titles = [a["title"] for a in langs["en"]]  # one title an article: the English one
+    sets = {es.setting: es for es in load_dataset(folder, {}, ("same", "cross"))}
     out: list[Example] = []
     for cl in ("en", "ru"):
-        docs = [Document(doc_id=f"{cl}:{t}", text="\n\n".join(p["context"] for p in a["paragraphs"]), lang=cl, title=t)
-                for t, a in zip(titles, langs[cl], strict=True)]
+        docs = [d for d in as_articles(sets[f"en→{cl}"]).docs or () if article_half(d.title) in halves][:articles]
+        kept = {d.doc_id for d in docs}
         service = QAService(build(docs, encoder, settings, clean=False), encoder, settings, reader=reader)
         answerer = ReadingAnswerer(service.index, reader, packing=packing)
-        for ai, art in enumerate(langs["en"]):
-            for k, para in enumerate(art["paragraphs"]):
-                for qi, qa_en in enumerate(para["qas"]):
-                    answer = langs[cl][ai]["paragraphs"][k]["qas"][qi]["answers"][0]["text"]
-                    for ql in ("en", "ru"):
-                        q = langs[ql][ai]["paragraphs"][k]["qas"][qi]
-                        qvec = service.encode_questions([(q["question"], ())])[0]
-                        passages = service.retriever.search(q["question"], settings.answer_passages, qvec=qvec)
-                        text, _pieces = answerer.pack(passages, qvec, q["question"])
-                        at = text.find(answer)
-                        out.append(Example(f"{qa_en['id']}-{ql}{cl}-packed", q["question"], text,
-                                           at if at >= 0 else None, answer if at >= 0 else ""))
+        # the same question in English and in Russian, in the files' order
+        asked = [[it for it in sets[f"{ql}→{cl}"].items
+                  if item_half(it) in halves and it.doc_ids[0].rsplit(":", 1)[0] in kept] for ql in ("en", "ru")]
+        for pair in zip(*asked, strict=True):
+            for ql, it in zip(("en", "ru"), pair, strict=True):
+                qvec = service.encode_questions([(it.question, ())])[0]
+                passages = service.retriever.search(it.question, settings.answer_passages, qvec=qvec)
+                text, _pieces = answerer.pack(passages, qvec, it.question)
+                at = text.find(it.answers[0])
+                out.append(Example(f"{pair[0].qid.split(':', 1)[1]}-{ql}{cl}-packed", it.question, text,
+                                   at if at >= 0 else None, it.answers[0] if at >= 0 else ""))
     return out
 
 
