@@ -62,15 +62,16 @@ OFF_TOPIC_SHARE = 0.25
 # The span-choice grid (``Selection``'s weights).
 GRID = {"retrieval": (0.0, 10.0, 20.0, 40.0, 80.0, 160.0),
         "rank": (0.0, -0.5, -1.0, -2.0), "same_lang": (0.0, 0.5, 1.0, 2.0), "sentence": (0.0, 2.5, 5.0, 10.0, 20.0)}
-# The packings tried (``qa.reading.Packing``): windows of at most 224 word pieces, for the
-# latency target (160 pieces cost ~44 ms on two cores, 256 ~62 ms), sentences chosen by their
-# cosine alone or with the question's words they hold, from 2-5 passages (the bundled sources'
-# long documents have many passages of one article that retrieval scores alike). Earlier fits
-# over 128-288 pieces and with or without each chosen sentence's next one chose 160 pieces
-# and no next sentence; the next sentence and 288 pieces never helped, so they are no longer
-# tried. On half 0 (fold reader, 640 questions) the words' share raised the windows
-# holding a gold answer from 0.850 to 0.888 (weight 0.5) and the right answers 0.764 -> 0.777.
-PACKINGS = tuple(Packing(p, w, lex) for w in (160, 224) for p in (2, 3, 5) for lex in (0.0, 0.5))
+# The packings tried (``qa.reading.Packing``): windows of 160 word pieces (~44 ms on two
+# cores, for the latency target), sentences chosen from 2-5 passages by their cosine, the
+# question's words they hold (weight 0.5) and their passage's rank. Earlier fits settled the
+# rest: 160 pieces against 224 (0.794 against 0.767 right answers) and 128-288; the words'
+# share 0.5 against none (0.794 against 0.766); the next sentence added whole, never; a
+# sentence after a close one taking 0.8 of its closeness raised the windows holding a gold
+# answer (0.883 -> 0.904, 1,000 half-0 questions asked of articles) but not the right answers
+# (0.7922 against 0.7984 with rank -0.05, 2 passages; lower with every other setting), so it
+# is no longer tried.
+PACKINGS = tuple(Packing(p, 160, 0.5, rank) for p in (2, 3, 5) for rank in (0.0, -0.05, -0.1))
 ORDERS = ("earlier-first", "current-first")
 
 

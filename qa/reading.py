@@ -107,11 +107,14 @@ class Packing:
     """What the window holds: the sentences of the top ``passages`` closest to the question,
     until ``window_tokens`` word pieces, question included. A sentence's closeness is its
     cosine plus ``lexical`` times the share of the question's words (weighed by their BM25
-    weight) it holds: the sentence that names what is asked. Fitted (``qa.fit_confidence``)."""
+    weight) it holds (the sentence that names what is asked), plus ``rank`` times its
+    passage's rank (0 for the top one: of sentences alike, the better passage's). Fitted
+    (``qa.fit_confidence``)."""
 
     passages: int = 2
     window_tokens: int = 160
     lexical: float = 0.0
+    rank: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -158,10 +161,10 @@ class ReadingAnswerer:
         rows = np.fromiter(holder, dtype=np.int64)
         cos = self.index.sentence_index.reconstruct_batch(rows) @ qvec
         cosine = dict(zip(rows.tolist(), cos.tolist(), strict=True))
-        closeness = cosine
+        closeness = {r: c + pk.rank * holder[r] for r, c in cosine.items()}
         if pk.lexical:
             share = self._word_share(question, list(cosine))
-            closeness = {r: c + pk.lexical * share[r] for r, c in cosine.items()}
+            closeness = {r: c + pk.lexical * share[r] for r, c in closeness.items()}
         room = pk.window_tokens - self._pieces(question) - 4  # <s> q </s></s> window </s>
         chosen: set[int] = set()
         used = 0

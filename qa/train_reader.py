@@ -26,14 +26,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from qa.config import PROJECT_ROOT
+from qa.config import PROJECT_ROOT, Settings
 from qa.datasets import XQUAD_DEV, article_half
 from qa.e5 import load_tokenizer
 from qa.reader import WEIGHTS, ReaderModel, cut_question, load_model, new_model, save_weights
-from qa.reading import Packing
+from qa.reading import Packing, fitted_packing
 
-# The window the packed examples are read in: the service's fitted packing (qa/reader_confidence.json)
-PACKED = Packing(passages=2, window_tokens=160, lexical=0.5)
 DATA = PROJECT_ROOT / "data" / "squad-train" / "squad-en-train.json"
 WORK = PROJECT_ROOT / "var" / "reader-train"
 
@@ -228,7 +226,10 @@ def train(args: argparse.Namespace) -> dict[str, object]:
         halves = {0, 1} if args.xquad_half == 2 else {args.xquad_half}
         examples = rng.sample(examples, min(args.replay, len(examples))) + xquad_examples(args.xquad, halves, args.seed)
         if args.packed:
-            examples += packed_examples(args.xquad, halves, args.init or WEIGHTS, PACKED)
+            # the windows as the service packs them now (the fitted packing, qa/reader_confidence.json)
+            packing = fitted_packing(Settings())
+            print(f"packed windows: {packing}", file=sys.stderr)
+            examples += packed_examples(args.xquad, halves, args.init or WEIGHTS, packing)
     feats = featurize(examples, tokenizer, args.max_len, args.stride)
     per_epoch = math.ceil(len(feats) / args.batch)
     total = args.max_steps or per_epoch * args.epochs

@@ -310,3 +310,25 @@ def test_packing_by_the_question_words_a_sentence_holds(reading_service):
         fits = answerer._pieces(question) + 4 + answerer._sentence_pieces(best)
         _text, pieces = answerer.pack(passages, qvec, question, Packing(2, fits, lexical=lexical))
         assert max(key[row[p.doc_id, p.start]] for p in pieces) == key[best]
+
+
+def test_packing_by_passage_rank(reading_service):
+    """A heavy rank weight keeps the window in the top passage's sentences; with none, the
+    window takes sentences of the other passages too (closer to the question)."""
+    from qa.reading import Packing
+
+    svc = reading_service
+    answerer = svc.reading
+    mixed = 0
+    for question in QUESTIONS[:3]:
+        qvec = svc.encode_questions([(question, ())])[0]
+        passages = svc.retriever.search(question, 5, qvec=qvec)
+        room = (answerer._pieces(question) + 4
+                + sum(answerer._sentence_pieces(r) for r in range(passages[0].chunk.sent_lo, passages[0].chunk.sent_hi)))
+        for rank in (-100.0, 0.0):
+            _text, pieces = answerer.pack(passages, qvec, question, Packing(3, room, rank=rank))
+            ranks = {p.rank for p in pieces}
+            if rank:
+                assert ranks == {0}
+            mixed += ranks != {0}
+    assert mixed  # the weight changed a window
