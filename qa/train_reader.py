@@ -14,6 +14,7 @@ continues from it. The batches' order depends only on the seed and the epoch.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -217,6 +218,7 @@ def train(args: argparse.Namespace) -> dict[str, object]:
     torch.set_num_threads(args.threads)
     tokenizer = load_tokenizer()
     examples = read_examples(args.data)
+    packing: Packing | None = None
     if args.limit:
         examples = examples[:args.limit]
     if args.xquad_half is not None:
@@ -243,6 +245,9 @@ def train(args: argparse.Namespace) -> dict[str, object]:
     # what the run's result depends on: a checkpoint made with other values is not resumed
     config = {k: v.name if isinstance(v, Path) else v for k, v in vars(args).items()
               if k not in ("work", "out", "fresh", "save_every", "threads")}
+    if packing is not None:
+        # which windows were read: the fitted packing at the time (a resumed run with another is refused)
+        config["packing"] = dataclasses.asdict(packing)
     if ckpt.exists() and not args.fresh:
         state = torch.load(ckpt, weights_only=False)
         if state["config"] != config:
