@@ -101,8 +101,8 @@ eval-report: setup
 # Fine-tune the reader (qa/models/reader.safetensors), in two stages: data/squad-train
 # (English, with near misses), then that reader on XQuAD dev's articles of half 0 in English,
 # Russian and across the two (paragraphs, and the windows the service packs for the questions),
-# with 1,000 of the SQuAD questions replayed. bf16, a progress
-# bar, a checkpoint every 50 steps in var/ (run it again to resume; --fresh starts over).
+# with 1,000 of the SQuAD questions replayed. bf16, a progress bar, a checkpoint every 50
+# steps in var/ (run it again to resume; --fresh starts over).
 # Then refit the reading step: make fit-confidence.
 READER_STAGE1 := var/reader-train/squad.safetensors
 STAGE2 := --init $(READER_STAGE1) --replay 1000 --epochs 1 --lr 5e-5 --packed

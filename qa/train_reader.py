@@ -31,7 +31,7 @@ from qa.config import PROJECT_ROOT, Settings
 from qa.datasets import XQUAD_DEV, article_half
 from qa.e5 import load_tokenizer
 from qa.reader import WEIGHTS, ReaderModel, cut_question, load_model, new_model, save_weights
-from qa.reading import Packing, fitted_packing
+from qa.reading import Packing, ReadingAnswerer, fitted_packing
 
 DATA = PROJECT_ROOT / "data" / "squad-train" / "squad-en-train.json"
 WORK = PROJECT_ROOT / "var" / "reader-train"
@@ -105,14 +105,12 @@ def packed_examples(folder: Path, halves: set[int], reader_path: Path, packing: 
     packing left it out. A reader trained on whole paragraphs only reads one paragraph that
     holds the answer; the service asks it to choose among the closest sentences of several
     passages."""
-    from qa.config import Settings
     from qa.datasets import item_half, load_dataset
     from qa.embedding import load_encoder
     from qa.fit_confidence import as_articles
     from qa.index import build
     from qa.pipeline import QAService
     from qa.reader import Reader
-    from qa.reading import ReadingAnswerer
 
     settings = Settings()
     encoder = load_encoder(settings.embedding_model, settings.embedding_threads)
